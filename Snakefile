@@ -1,0 +1,21 @@
+# encoderlens: what do vision encoders know, and where do they look?
+# The default config is the embedded demo; real studies: snakemake --configfile presets/<study>.yaml
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/datasets.smk"
+include: "rules/models.smk"
+include: "rules/extract.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

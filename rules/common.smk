@@ -1,0 +1,118 @@
+# The only place that reads the config: validation, wildcard constraints, input functions and the
+# list of final targets. Every value a job uses reaches it through params built from its wildcards.
+
+import json
+
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+DATASETS = config["datasets"]
+MODELS = config["models"]
+VARIANTS = ["frozen"]
+
+
+def _check_model_references():
+    for dataset, entry in DATASETS.items():
+        unknown = [m for m in entry["models"] if m not in MODELS]
+        if unknown:
+            raise ValueError(
+                f"config: datasets.{dataset}.models names {unknown}, which are not keys of models: "
+                f"{sorted(MODELS)}"
+            )
+
+
+_check_model_references()
+
+
+def _alternatives(names):
+    return "|".join(sorted(names)) or "__none__"
+
+
+SYNTHETIC_DATASETS = [name for name, entry in DATASETS.items() if entry["source"] == "synthetic"]
+TINY_MODELS = [name for name, entry in MODELS.items() if entry["source"] == "tiny"]
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    model=_alternatives(MODELS),
+    variant=_alternatives(VARIANTS),
+
+
+# ---- datasets ----------------------------------------------------------------------------------
+def dataset_folder(wildcards):
+    entry = DATASETS[wildcards.dataset]
+    if entry["source"] == "local":
+        return entry["path"]
+    return f"resources/datasets/{wildcards.dataset}"
+
+
+def synthetic_params(wildcards):
+    entry = DATASETS[wildcards.dataset]
+    return {"format": entry["format"], **entry["synthetic"]}
+
+
+def dataset_format(wildcards):
+    return DATASETS[wildcards.dataset]["format"]
+
+
+# ---- models ------------------------------------------------------------------------------------
+def model_folder(wildcards):
+    entry = MODELS[wildcards.model]
+    if entry["source"] == "local":
+        return entry["path"]
+    return f"resources/models/{wildcards.model}"
+
+
+def tiny_params(wildcards):
+    entry = MODELS[wildcards.model]
+    return {"family": entry["family"], **entry["tiny"]}
+
+
+def model_identity(wildcards):
+    """What the HDF5 attributes record about where the weights came from."""
+    entry = MODELS[wildcards.model]
+    model_id = {"tiny": "tiny", "hub": entry.get("hub_id"), "local": entry.get("path")}[entry["source"]]
+    return {
+        "model": wildcards.model,
+        "family": entry["family"],
+        "model_id": model_id,
+        "revision": entry["revision"] if entry["source"] == "hub" else "",
+    }
+
+
+EXTRACTION_KEYS = ("image_size", "batch_size", "num_workers", "device", "precision",
+                   "attention_layers", "embedding_layers", "rollout")
+
+
+def extraction_params(wildcards):
+    entry = MODELS[wildcards.model]
+    settings = {key: entry[key] for key in EXTRACTION_KEYS}
+    if entry["source"] == "tiny":
+        settings["tiny"] = entry["tiny"]  # a rebuilt tiny model is a different model
+    return settings
+
+
+def extraction_threads(wildcards):
+    return MODELS[wildcards.model]["threads"]
+
+
+def extraction_gpus(wildcards):
+    """GPU jobs hold the `gpu` resource the profile caps; a model pinned to the CPU holds none."""
+    return 0 if MODELS[wildcards.model]["device"] == "cpu" else 1
+
+
+# ---- targets -----------------------------------------------------------------------------------
+def extraction_targets():
+    return [
+        f"results/{dataset}/{model}/{variant}/{name}.h5"
+        for dataset, entry in DATASETS.items()
+        for model in entry["models"]
+        for variant in VARIANTS
+        for name in ("embeddings", "attention")
+    ]
+
+
+def all_targets():
+    manifests = [f"results/{dataset}/manifest.parquet" for dataset in DATASETS]
+    return manifests + extraction_targets()

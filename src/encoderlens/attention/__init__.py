@@ -1,0 +1,1 @@
+"""Attention maps derived from raw attentions: CLS rows, rollout, mean received."""

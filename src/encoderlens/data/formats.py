@@ -1,0 +1,44 @@
+"""Dispatch by dataset format: the synthetic writer and the reader of each on-disk layout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from encoderlens.data.captions import read_captions
+from encoderlens.data.manifest import ManifestResult
+from encoderlens.data.osv5m import read_osv5m
+from encoderlens.data.synthetic_captions import write_synthetic_captions
+from encoderlens.data.synthetic_churches import write_synthetic_churches
+from encoderlens.data.synthetic_streets import write_synthetic_streets
+from encoderlens.data.wikichurches import read_wikichurches
+
+READERS = {"wikichurches": read_wikichurches, "osv5m": read_osv5m, "captions": read_captions}
+SYNTHETIC_WRITERS = {
+    "wikichurches": write_synthetic_churches,
+    "osv5m": write_synthetic_streets,
+    "captions": write_synthetic_captions,
+}
+
+
+def _lookup(table: dict, dataset_format: str, what: str):
+    if dataset_format not in table:
+        raise ValueError(f"no {what} for dataset format {dataset_format!r}; known: {sorted(table)}")
+    return table[dataset_format]
+
+
+def read_dataset(dataset_format: str, root: str | Path) -> ManifestResult:
+    return _lookup(READERS, dataset_format, "reader")(root)
+
+
+def write_synthetic_dataset(dataset_format: str, root: str | Path, **settings) -> None:
+    """Generate into a temporary sibling folder, then rename: no half-written dataset folder."""
+    writer = _lookup(SYNTHETIC_WRITERS, dataset_format, "synthetic generator")
+    root = Path(root)
+    temporary = root.with_name(root.name + ".tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    writer(temporary, **settings)
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(temporary, root)

@@ -1,0 +1,1 @@
+"""Batched feature and attention extraction into HDF5."""

@@ -1,0 +1,44 @@
+"""One extraction job: a manifest and a model folder in, embeddings.h5 and attention.h5 out."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import torch
+
+from encoderlens.extract.run import ExtractionSettings, extract, settings_sha256
+from encoderlens.models.registry import load_adapter
+
+
+def extraction_settings(settings: dict) -> ExtractionSettings:
+    rollout = settings.get("rollout", {})
+    return ExtractionSettings(
+        batch_size=settings["batch_size"],
+        attention_layers=settings["attention_layers"],
+        embedding_layers=list(settings["embedding_layers"]),
+        rollout_start_layer=rollout.get("start_layer", 0),
+        rollout_head_fusion=rollout.get("head_fusion", "mean"),
+        num_workers=settings["num_workers"],
+        device=settings["device"],
+        precision=settings["precision"],
+    )
+
+
+def extract_manifest(manifest_path, model_folder, identity: dict, settings: dict,
+                     embeddings_path, attention_path, threads: int = 1) -> None:
+    torch.set_num_threads(max(1, threads))
+    manifest = pd.read_parquet(manifest_path, columns=["image_id", "path"])
+    if manifest.empty:
+        raise ValueError(f"{manifest_path}: the manifest has no usable images")
+    adapter = load_adapter(identity["family"], model_folder, image_size=settings.get("image_size"))
+    attributes = {
+        "model": identity["model"],
+        "model_id": identity["model_id"] or "",
+        "revision": identity["revision"] or "",
+        "config_sha256": settings_sha256(settings),
+    }
+    print(f"{len(manifest)} images, model {identity['model']} ({identity['family']}) "
+          f"from {model_folder}", file=sys.stderr)
+    extract(manifest["image_id"].astype(str).tolist(), manifest["path"].tolist(), adapter,
+            embeddings_path, attention_path, extraction_settings(settings), attributes)

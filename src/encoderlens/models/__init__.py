@@ -1,0 +1,1 @@
+"""Model registry and one adapter per family."""

@@ -1,0 +1,44 @@
+"""DINOv2 with registers: CLS + register tokens in front of the patches, learned position embeddings."""
+
+from __future__ import annotations
+
+from transformers import BitImageProcessor, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+from .base import IMAGENET_MEAN, IMAGENET_STD
+from .hf_vit import HFViTAdapter, save_tiny, tiny_dims
+
+# The hub config says 518 (37 x 14, the resolution of DINOv2's last training stage). The analysis runs at
+# the standard 224 (a 16 x 16 grid), which keeps attention maps comparable across families; the model
+# interpolates its position embeddings for any size.
+HUB_IMAGE_SIZE = 518
+ANALYSIS_IMAGE_SIZE = 224
+
+
+class Dinov2Adapter(HFViTAdapter):
+    family = "dinov2"
+    hub_ids = ("facebook/dinov2-with-registers-base",)
+    model_class = Dinov2WithRegistersModel
+    default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
+    final_norm = "layernorm"
+
+    @classmethod
+    def n_prefix_tokens(cls, config) -> int:
+        return 1 + int(config.num_register_tokens)
+
+    @classmethod
+    def default_image_size(cls, config) -> int:
+        return ANALYSIS_IMAGE_SIZE if int(config.image_size) == HUB_IMAGE_SIZE else int(config.image_size)
+
+    @classmethod
+    def build_tiny(cls, folder, seed: int = 0, **overrides) -> None:
+        dims = tiny_dims(overrides, {"num_register_tokens": 2})
+        config = Dinov2WithRegistersConfig(
+            image_size=dims["image_size"], patch_size=dims["patch_size"], hidden_size=dims["hidden_size"],
+            num_hidden_layers=dims["num_layers"], num_attention_heads=dims["num_heads"],
+            mlp_ratio=dims["intermediate_size"] // dims["hidden_size"],
+            num_register_tokens=dims["num_register_tokens"],
+        )
+        size = {"height": dims["image_size"], "width": dims["image_size"]}
+        processor = BitImageProcessor(image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
+                                      size={"shortest_edge": dims["image_size"]}, crop_size=size)
+        save_tiny(folder, seed, lambda: Dinov2WithRegistersModel(config), processor)

@@ -1,0 +1,62 @@
+"""The config is validated against the schema before any job runs, and errors name the key."""
+
+import yaml
+
+from conftest import snakemake
+
+
+def write_config(workdir, change):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    change(config)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def dry_run(workdir):
+    result = snakemake(workdir, "--cores", "1", "--dry-run", timeout=120)
+    assert not (workdir / "results").exists()
+    result.output = result.stdout + result.stderr
+    return result
+
+
+def test_the_demo_config_plans_every_dataset_and_model(workflow_copy):
+    result = dry_run(workflow_copy)
+    assert result.returncode == 0, result.output
+    plan = result.stdout
+    assert plan.count("rule extract:") == 9  # 6 models on churches, 2 on streets, 1 on captions
+    assert plan.count("rule tiny_model:") == 6
+    assert plan.count("rule synthetic_dataset:") == 3
+
+
+def test_an_unknown_key_fails_naming_it(workflow_copy):
+    write_config(workflow_copy, lambda c: c["models"]["tiny_clip"].update(batchsize=4))
+    result = dry_run(workflow_copy)
+    assert result.returncode != 0
+    assert "batchsize" in result.output and "was unexpected" in result.output
+
+
+def test_a_wrong_type_fails_naming_the_key(workflow_copy):
+    write_config(workflow_copy, lambda c: c["models"]["tiny_mae"].update(batch_size="eight"))
+    result = dry_run(workflow_copy)
+    assert result.returncode != 0
+    assert "batch_size" in result.output and "'eight' is not of type 'integer'" in result.output
+
+
+def test_an_unknown_family_fails_naming_it(workflow_copy):
+    write_config(workflow_copy, lambda c: c["models"]["tiny_mae"].update(family="vit_unknown"))
+    result = dry_run(workflow_copy)
+    assert result.returncode != 0
+    assert "vit_unknown" in result.output and "family" in result.output
+
+
+def test_a_dataset_naming_an_unknown_model_fails(workflow_copy):
+    write_config(workflow_copy, lambda c: c["datasets"]["demo_captions"].update(models=["nope"]))
+    result = dry_run(workflow_copy)
+    assert result.returncode != 0
+    assert "datasets.demo_captions.models" in result.output and "nope" in result.output
+
+
+def test_a_hub_model_needs_a_hub_id(workflow_copy):
+    write_config(workflow_copy, lambda c: c["models"]["tiny_clip"].update(source="hub"))
+    result = dry_run(workflow_copy)
+    assert result.returncode != 0
+    assert "hub_id" in result.output

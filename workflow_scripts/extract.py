@@ -1,0 +1,15 @@
+from encoderlens.logs import log_to
+
+log_to(snakemake.log[0])
+
+from encoderlens.extract.job import extract_manifest
+
+extract_manifest(
+    manifest_path=snakemake.input.manifest,
+    model_folder=snakemake.input.model,
+    identity=snakemake.params.identity,
+    settings=snakemake.params.settings,
+    embeddings_path=snakemake.output.embeddings,
+    attention_path=snakemake.output.attention,
+    threads=snakemake.threads,
+)
