@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from encoderlens.attention.maps import cls_attention, mean_received_attention, rollout
 
@@ -7,6 +8,10 @@ from encoderlens.attention.maps import cls_attention, mean_received_attention, r
 def random_attentions(rng, layers=3, batch=2, heads=2, tokens=7):
     raw = rng.random((layers, batch, heads, tokens, tokens))
     return list(raw / raw.sum(-1, keepdims=True))
+
+
+def as_torch(attentions):
+    return [torch.from_numpy(a).float() for a in attentions]
 
 
 def rollout_by_loops(attentions, n_prefix, grid, start_layer, fusion):
@@ -30,19 +35,20 @@ def rollout_by_loops(attentions, n_prefix, grid, start_layer, fusion):
 def test_rollout_matches_the_formula_with_registers(fusion, start_layer):
     rng = np.random.default_rng(0)
     attentions = random_attentions(rng, tokens=3 + 4)  # CLS + 2 registers + 2x2 patches
-    got = rollout(attentions, n_prefix=3, grid=(2, 2), start_layer=start_layer, head_fusion=fusion)
+    got = rollout(as_torch(attentions), n_prefix=3, grid=(2, 2), start_layer=start_layer,
+                  head_fusion=fusion).numpy()
     want = rollout_by_loops(attentions, 3, (2, 2), start_layer, fusion)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 def test_rollout_of_identity_attention_is_zero_on_patches():
     tokens = 5
-    attentions = [np.broadcast_to(np.eye(tokens), (1, 2, tokens, tokens)).copy() for _ in range(3)]
-    np.testing.assert_allclose(rollout(attentions, 1, (2, 2)), 0.0)
+    attentions = [torch.eye(tokens).expand(1, 2, tokens, tokens) for _ in range(3)]
+    np.testing.assert_allclose(rollout(attentions, 1, (2, 2)).numpy(), 0.0)
 
 
 def test_rollout_rejects_bad_arguments():
-    attentions = random_attentions(np.random.default_rng(1))
+    attentions = as_torch(random_attentions(np.random.default_rng(1)))
     with pytest.raises(ValueError, match="head_fusion"):
         rollout(attentions, 1, (2, 3), head_fusion="median")
     with pytest.raises(ValueError, match="start_layer"):
@@ -52,18 +58,18 @@ def test_rollout_rejects_bad_arguments():
 def test_cls_attention_drops_prefix_tokens_and_keeps_raw_values():
     rng = np.random.default_rng(2)
     attentions = random_attentions(rng, layers=4, tokens=2 + 6)
-    maps = cls_attention(attentions, layers=[1, 3], n_prefix=2, grid=(2, 3))
+    maps = cls_attention(as_torch(attentions), layers=[1, 3], n_prefix=2, grid=(2, 3)).numpy()
     assert maps.shape == (2, 2, 2, 2, 3)
-    np.testing.assert_array_equal(maps[1, 1, 0].ravel(), attentions[3][1, 0, 0, 2:])
+    np.testing.assert_array_equal(maps[1, 1, 0].ravel(), attentions[3][1, 0, 0, 2:].astype(np.float32))
     assert np.all(maps.sum(axis=(-2, -1)) < 1.0)  # prefix mass dropped, not renormalised
     with pytest.raises(ValueError, match="grid"):
-        cls_attention(attentions, [0], 2, (3, 3))
+        cls_attention(as_torch(attentions), [0], 2, (3, 3))
 
 
 def test_mean_received_attention_averages_heads_and_queries():
     rng = np.random.default_rng(3)
     attentions = random_attentions(rng, layers=2, tokens=4)
-    maps = mean_received_attention(attentions, [1], n_prefix=0, grid=(2, 2))
+    maps = mean_received_attention(as_torch(attentions), [1], n_prefix=0, grid=(2, 2)).numpy()
     want = attentions[1][0].mean(axis=(0, 1)).reshape(2, 2)
-    np.testing.assert_allclose(maps[0, 0], want)
-    np.testing.assert_allclose(maps.sum(axis=(-2, -1)), 1.0)
+    np.testing.assert_allclose(maps[0, 0], want, rtol=1e-6)
+    np.testing.assert_allclose(maps.sum(axis=(-2, -1)), 1.0, rtol=1e-6)

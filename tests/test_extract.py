@@ -177,3 +177,62 @@ def test_resolve_layers():
     assert resolve_layers([-1, 0, 2], 3) == [0, 2]
     with pytest.raises(ValueError, match="has 3 layers"):
         resolve_layers([3], 3)
+
+
+KILLABLE_EXTRACTION = """
+import json, sys, time
+from encoderlens.extract.run import ExtractionSettings, extract
+from encoderlens.models.registry import load_adapter
+
+job = json.load(open(sys.argv[1]))
+adapter = load_adapter("dinov2", job["model"])
+encode = adapter.encode
+
+def slow_encode(*args, **kwargs):  # leaves time to kill the process between batches
+    time.sleep(0.3)
+    return encode(*args, **kwargs)
+
+adapter.encode = slow_encode
+extract(job["ids"], job["paths"], adapter, job["out"] + "/embeddings.h5", job["out"] + "/attention.h5",
+        ExtractionSettings(batch_size=2), {"model": "tiny_dinov2"})
+"""
+
+
+def test_a_killed_process_resumes_to_the_same_files(tmp_path, model_folders, images):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ids, paths = images
+    settings = ExtractionSettings(batch_size=2)
+    adapter = load_adapter("dinov2", model_folders["dinov2"])
+    reference = tmp_path / "reference"
+    extract(ids, paths, adapter, reference / "embeddings.h5", reference / "attention.h5", settings,
+            {"model": "tiny_dinov2"})
+
+    out = tmp_path / "killed"
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"model": str(model_folders["dinov2"]), "ids": ids, "paths": paths,
+                               "out": str(out)}))
+    process = subprocess.Popen([sys.executable, "-c", KILLABLE_EXTRACTION, str(job)])
+    deadline = time.monotonic() + 120
+    while len(list((out / ".extract_shards").glob("batch_*.npz"))) < 2:
+        assert process.poll() is None, "the extraction ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "embeddings.h5").exists() and not (out / "attention.h5").exists()
+    finished = sorted((out / ".extract_shards").glob("batch_*.npz"))
+    assert 2 <= len(finished) < 5
+
+    extract(ids, paths, adapter, out / "embeddings.h5", out / "attention.h5", settings,
+            {"model": "tiny_dinov2"})
+    for name in ("embeddings.h5", "attention.h5"):
+        want, _ = read_all(reference / name)
+        got, _ = read_all(out / name)
+        assert want.keys() == got.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)

@@ -147,14 +147,16 @@ def _encode_batch(adapter: FamilyAdapter, pixels: torch.Tensor, settings: Extrac
             arrays[f"layer_{layer}"] = tokens[:, 0] if info.has_cls else tokens[:, info.n_prefix_tokens:].mean(1)
     grid = (info.grid_h, info.grid_w)
     if output.attentions is not None:
-        attentions = [_numpy(a) for a in output.attentions]
+        attentions = [a.float() for a in output.attentions]
         if info.has_cls:
-            arrays["att_cls"] = cls_attention(attentions, attention_layers, info.n_prefix_tokens, grid)
-            arrays["att_rollout"] = rollout(attentions, info.n_prefix_tokens, grid,
-                                            settings.rollout_start_layer, settings.rollout_head_fusion)
+            arrays["att_cls"] = _numpy(cls_attention(attentions, attention_layers,
+                                                     info.n_prefix_tokens, grid))
+            arrays["att_rollout"] = _numpy(rollout(attentions, info.n_prefix_tokens, grid,
+                                                   settings.rollout_start_layer,
+                                                   settings.rollout_head_fusion))
         else:
-            arrays["att_mean"] = mean_received_attention(attentions, attention_layers,
-                                                         info.n_prefix_tokens, grid)
+            arrays["att_mean"] = _numpy(mean_received_attention(attentions, attention_layers,
+                                                                info.n_prefix_tokens, grid))
     if output.map_probe is not None:
         probe = _numpy(output.map_probe)
         arrays["att_map_probe"] = probe.reshape(probe.shape[0], probe.shape[1], *grid)
