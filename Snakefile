@@ -6,7 +6,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A preset given with --configfile replaces the demo instead of being merged into it (Snakemake's
+# default would merge, running the demo datasets alongside the study).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "rules/common.smk"

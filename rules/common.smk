@@ -29,8 +29,31 @@ def _alternatives(names):
     return "|".join(sorted(names)) or "__none__"
 
 
-SYNTHETIC_DATASETS = [name for name, entry in DATASETS.items() if entry["source"] == "synthetic"]
+DOWNLOADERS = {"osv5m": "Hugging Face dataset", "wikichurches": "Zenodo"}
+
+
+def _check_dataset_sources():
+    for dataset, entry in DATASETS.items():
+        if entry["source"] == "download" and entry["format"] not in DOWNLOADERS:
+            raise ValueError(
+                f"config: datasets.{dataset}: format {entry['format']!r} has no download source; "
+                f"use source: local with a path (downloadable formats: {sorted(DOWNLOADERS)})"
+            )
+
+
+_check_dataset_sources()
+
+
+def _datasets_from(source, dataset_format=None):
+    return [name for name, entry in DATASETS.items()
+            if entry["source"] == source and dataset_format in (None, entry["format"])]
+
+
+SYNTHETIC_DATASETS = _datasets_from("synthetic")
+OSV5M_DOWNLOADS = _datasets_from("download", "osv5m")
+WIKICHURCHES_DOWNLOADS = _datasets_from("download", "wikichurches")
 TINY_MODELS = [name for name, entry in MODELS.items() if entry["source"] == "tiny"]
+HUB_MODELS = [name for name, entry in MODELS.items() if entry["source"] == "hub"]
 
 
 wildcard_constraints:
@@ -52,6 +75,17 @@ def synthetic_params(wildcards):
     return {"format": entry["format"], **entry["synthetic"]}
 
 
+def osv5m_download_params(wildcards):
+    settings = DATASETS[wildcards.dataset]["download"]
+    keys = ("repo_id", "revision", "shards", "sample_count", "sample_seed", "stratify")
+    return {key: settings[key] for key in keys}
+
+
+def wikichurches_download_params(wildcards):
+    settings = DATASETS[wildcards.dataset]["download"]
+    return {key: settings[key] for key in ("base_url", "checksums", "images", "keep_archive")}
+
+
 def dataset_format(wildcards):
     return DATASETS[wildcards.dataset]["format"]
 
@@ -67,6 +101,11 @@ def model_folder(wildcards):
 def tiny_params(wildcards):
     entry = MODELS[wildcards.model]
     return {"family": entry["family"], **entry["tiny"]}
+
+
+def hub_params(wildcards):
+    entry = MODELS[wildcards.model]
+    return {"family": entry["family"], "hub_id": entry["hub_id"], "revision": entry["revision"]}
 
 
 def model_identity(wildcards):
@@ -113,6 +152,13 @@ def extraction_targets():
     ]
 
 
+GEONAMES_PLACES = "resources/geonames/places.parquet"
+
+
+def geonames_params(wildcards):
+    return dict(config["geonames"])
+
+
 def all_targets():
     manifests = [f"results/{dataset}/manifest.parquet" for dataset in DATASETS]
-    return manifests + extraction_targets()
+    return [GEONAMES_PLACES] + manifests + extraction_targets()

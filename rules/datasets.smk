@@ -25,3 +25,46 @@ rule manifest:
         "logs/datasets/{dataset}.manifest.log",
     script:
         "../workflow_scripts/manifest.py"
+
+
+rule download_osv5m:
+    output:
+        directory("resources/datasets/{dataset}"),
+    params:
+        download=osv5m_download_params,
+    log:
+        "logs/datasets/{dataset}.download.log",
+    wildcard_constraints:
+        dataset=_alternatives(OSV5M_DOWNLOADS),
+    localrule: True
+    retries: 2
+    script:
+        "../workflow_scripts/download_osv5m.py"
+
+
+rule download_wikichurches:
+    output:
+        directory("resources/datasets/{dataset}"),
+    params:
+        download=wikichurches_download_params,
+    log:
+        "logs/datasets/{dataset}.download.log",
+    wildcard_constraints:
+        dataset=_alternatives(WIKICHURCHES_DOWNLOADS),
+    localrule: True
+    retries: 2
+    script:
+        "../workflow_scripts/download_wikichurches.py"
+
+
+rule geonames_places:
+    output:
+        GEONAMES_PLACES,
+    params:
+        geonames=geonames_params,
+    log:
+        "logs/datasets/geonames.log",
+    localrule: True
+    retries: 2
+    script:
+        "../workflow_scripts/geonames_places.py"

@@ -9,3 +9,18 @@ rule tiny_model:
         model=_alternatives(TINY_MODELS),
     script:
         "../workflow_scripts/tiny_model.py"
+
+
+rule hub_snapshot:
+    output:
+        directory("resources/models/{model}"),
+    params:
+        hub=hub_params,
+    log:
+        "logs/models/{model}.hub.log",
+    wildcard_constraints:
+        model=_alternatives(HUB_MODELS),
+    localrule: True
+    retries: 2
+    script:
+        "../workflow_scripts/hub_snapshot.py"

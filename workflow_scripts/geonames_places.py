@@ -1,0 +1,13 @@
+from encoderlens.logs import log_to
+
+log_to(snakemake.log[0])
+
+from encoderlens.data.geonames import write_places_table
+
+settings = snakemake.params.geonames
+write_places_table(
+    snakemake.output[0],
+    source=settings["source"],
+    dump_url=settings["dump_url"],
+    min_population=settings["min_population"],
+)
