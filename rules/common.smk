@@ -83,7 +83,8 @@ def osv5m_download_params(wildcards):
 
 def wikichurches_download_params(wildcards):
     settings = DATASETS[wildcards.dataset]["download"]
-    return {key: settings[key] for key in ("base_url", "checksums", "images", "keep_archive")}
+    keys = ("base_url", "api_url", "checksums", "images", "keep_archive")
+    return {key: settings[key] for key in keys}
 
 
 def dataset_format(wildcards):

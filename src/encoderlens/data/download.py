@@ -5,9 +5,10 @@ are right, so a file at `dest` is always complete. An interrupted download keeps
 next attempt (a retry inside the same call, or a later call) asks for the rest with `Range`.
 
 Secrets: `headers` may carry an `Authorization` token. Messages and log lines are built from the
-URL (with credential-looking query values and user info masked) and from exception texts scrubbed
-of every sensitive header value, and exceptions are raised `from None` so no traceback carries the
-raw text of a library exception.
+URL (credential-looking query values and user info masked) and from exception texts scrubbed of
+every sensitive header value and URL credential; exceptions are raised `from None`, so no traceback
+carries the raw text of a library exception either. (urllib3's own DEBUG lines quote the request
+path, query string included: pass tokens as headers, not in the URL.)
 
 One process per `dest`: two concurrent calls for the same file would share its `.part`.
 """
@@ -30,7 +31,7 @@ RETRY_STATUSES = frozenset({429}) | frozenset(range(500, 600))
 PROGRESS_INTERVAL_S = 10.0  # at most one progress line per file per interval
 MAX_RETRY_AFTER_S = 120.0   # honour a server's Retry-After, but never wait longer than this
 _SECRET_NAME = re.compile(r"auth|token|key|secret|sig|password|cookie|credential", re.IGNORECASE)
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")  # "*/total" comes with a 416
 # Transport failures worth another attempt: refused or reset connections, timeouts (connect and
 # read, also mid-body) and a body cut short (urllib3 raises IncompleteRead -> ChunkedEncodingError).
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
@@ -69,7 +70,14 @@ def _secrets(headers: dict) -> list[str]:
         if _SECRET_NAME.search(name) and value:
             found.append(str(value))
             found.extend(word for word in str(value).split() if len(word) >= 6)
-    return sorted(set(found), key=len, reverse=True)
+    return found
+
+
+def _url_secrets(url: str) -> list[str]:
+    """Credential-like query values and the user-info password, which library errors may quote."""
+    parts = urlsplit(url)
+    found = [v for k, v in parse_qsl(parts.query) if _SECRET_NAME.search(k) and len(v) >= 4]
+    return found + ([parts.password] if parts.password else [])
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
@@ -125,17 +133,18 @@ class _Progress:
             return
         self.last = now
         rate = self.bytes_this_call / max(now - self.started, 1e-9) / 1e6
-        share = f"{100 * done / total:.0f}% of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+        share = (f"{100 * done / total:.0f}% of {total / 1e6:.1f} MB" if total
+                 else f"{done / 1e6:.1f} MB")
         log.info("%s: %s (%.1f MB/s)", self.label, share, rate)
 
 
 def _parse_content_range(value: str | None):
-    """'bytes 10-99/100' -> (10, 99, 100); total None for '*'; None if absent or malformed."""
+    """'bytes 10-99/100' -> (10, 99, 100), 'bytes */100' -> (None, None, 100), '*' -> None;
+    None if absent or malformed."""
     match = _CONTENT_RANGE.fullmatch((value or "").strip())
     if not match:
         return None
-    start, end, total = match.groups()
-    return int(start), int(end), None if total == "*" else int(total)
+    return tuple(None if group in (None, "*") else int(group) for group in match.groups())
 
 
 def _retry_after(response) -> float:
@@ -149,7 +158,7 @@ def _attempt(session, url, label, part: Path, headers, timeout, chunk_size, expe
              progress: _Progress) -> None:
     """One GET that appends to (206) or rewrites (200) `part`; returns when the body is complete."""
     offset = part.stat().st_size if part.exists() else 0
-    if expected_size is not None and offset == expected_size:
+    if part.exists() and expected_size is not None and offset == expected_size:
         return  # a previous call got every byte but stopped before verifying
     if expected_size is not None and offset > expected_size:
         part.unlink()
@@ -211,13 +220,15 @@ def download_file(url: str, dest, *, expected_size: int | None = None, checksum:
     retries: further attempts after a 5xx, a 429, a connection error or a timeout, waiting
     backoff * 2**k seconds (or the server's Retry-After, if longer); an attempt that added bytes to
     the partial file starts the count afresh, so a flaky link that keeps making progress finishes.
-    A 4xx other than 429 fails at once. Raises DownloadError, or ChecksumError on a size or digest
-    mismatch after which the partial file is deleted.
+    A 4xx other than 429 fails at once. A connection dropped mid-body keeps every complete
+    `chunk_size` block already received (the block being read is lost and fetched again).
+    Raises DownloadError, or ChecksumError on a size or digest mismatch, after which the partial
+    file is deleted.
     """
     dest = Path(dest)
     expected = parse_checksum(checksum)
     headers = dict(headers or {})
-    secrets = _secrets(headers)
+    secrets = sorted(set(_secrets(headers) + _url_secrets(url)), key=len, reverse=True)
     label = redact_url(url)
     if dest.is_file():
         problem = _problem(dest, expected_size, expected)
@@ -243,8 +254,6 @@ def download_file(url: str, dest, *, expected_size: int | None = None, checksum:
                 reason, wait = str(error), error.retry_after
             except _TRANSIENT as error:
                 reason, wait = f"{type(error).__name__}: {_scrub(str(error), secrets)}", 0.0
-            except DownloadError:
-                raise
             except requests.RequestException as error:  # invalid URL or header: not transient
                 raise DownloadError(f"{label}: {type(error).__name__}: "
                                     f"{_scrub(str(error), secrets)}") from None
@@ -252,8 +261,8 @@ def download_file(url: str, dest, *, expected_size: int | None = None, checksum:
                 failures = 0  # progress: this failure starts a fresh count
             failures += 1
             if failures > retries:
-                raise DownloadError(f"{label}: giving up after {failures} failed attempts "
-                                    f"in a row; last error: {reason}") from None
+                raise DownloadError(f"{label}: giving up after {failures} failed "
+                                    f"attempt(s) in a row; last error: {reason}") from None
             delay = max(backoff * 2 ** (failures - 1), wait)
             log.warning("%s: %s; retry %d of %d in %.2f s", label, reason, failures, retries, delay)
             time.sleep(delay)

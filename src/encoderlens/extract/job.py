@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from encoderlens.extract.run import ExtractionSettings, extract, settings_sha256
 from encoderlens.models.registry import load_adapter
+
+
+REVISION_FILE = ".revision"
+
+
+def resolved_revision(model_folder) -> str | None:
+    """The commit a hub snapshot resolved its revision to (written by the snapshot), if known."""
+    stamp = Path(model_folder) / REVISION_FILE
+    return stamp.read_text().strip() if stamp.exists() else None
 
 
 def extraction_settings(settings: dict) -> ExtractionSettings:
@@ -35,7 +45,8 @@ def extract_manifest(manifest_path, model_folder, identity: dict, settings: dict
     attributes = {
         "model": identity["model"],
         "model_id": identity["model_id"] or "",
-        "revision": identity["revision"] or "",
+        "revision": resolved_revision(model_folder) or identity["revision"] or "",
+        "revision_requested": identity["revision"] or "",
         "config_sha256": settings_sha256(settings),
     }
     print(f"{len(manifest)} images, model {identity['model']} ({identity['family']}) "
