@@ -18,8 +18,9 @@ headers are ever sent (no X-Xet-Hash, no xetHash in the tree), so huggingface_hu
 Each `add_repo` call freezes a folder's files into a new commit (a deterministic sha) and moves the
 branch `main` to it, so a test can pin an older commit. A repo added with `token=` is gated: every
 hub route answers 401 (X-Error-Code: GatedRepo) unless `Authorization: Bearer <token>` is sent.
-`fail(route, status)` makes a route answer `status`. Error bodies deliberately echo the request's
-Authorization header, as a misbehaving proxy might: tests use it to prove the token is redacted.
+`fail(route, status)` makes a route answer `status`. Errors deliberately echo the request's
+Authorization header (in the body and in X-Error-Message), as a misbehaving proxy might: tests use
+it to prove the token is redacted.
 Every request is recorded in `requests` (method, route, repo, revision, file, headers, status).
 """
 
@@ -119,7 +120,9 @@ class FakeHub:
         for role in ("hub", "cdn"):
             server = ThreadingHTTPServer((LOOPBACK, 0), _handler(self, role))
             server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            # a short poll keeps stop() quick
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                             daemon=True).start()
             self._servers.append(server)
         return self
 
@@ -177,7 +180,8 @@ def _handler(hub: FakeHub, role: str):
                     self.note["route"] = "tree"
                     return self.tree(repo, unquote(rest[1]), "/".join(unquote(s) for s in rest[2:]))
                 return self.error(404, None, "Not found")
-            repo_type, segments = ("dataset", segments[1:]) if segments[:1] == ["datasets"] else ("model", segments)
+            repo_type = "dataset" if segments[:1] == ["datasets"] else "model"
+            segments = segments[1:] if repo_type == "dataset" else segments
             repo, rest = self.find_repo(repo_type, segments)
             if repo is not None and len(rest) >= 3 and rest[0] == "resolve":
                 self.note["route"] = "resolve"
@@ -285,8 +289,8 @@ def _handler(hub: FakeHub, role: str):
 
         def error(self, status, code, message, headers=None):
             # deliberately leaky: echo the Authorization header, as a badly behaved proxy could
-            echoed = self.headers.get("Authorization", "")
-            body = json.dumps({"error": f"{message} (request authorization: {echoed})"}).encode()
+            message = f"{message} (request authorization: {self.headers.get('Authorization', '')})"
+            body = json.dumps({"error": message}).encode()
             extra = {"Content-Type": "application/json", "X-Error-Message": message, **(headers or {})}
             if code:
                 extra["X-Error-Code"] = code

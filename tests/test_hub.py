@@ -9,6 +9,7 @@ guard refuses every connection and name lookup other than 127.0.0.1, so a call t
 endpoint would fail rather than reach huggingface.co.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -55,7 +56,8 @@ def hub(monkeypatch, tmp_path):
         yield fake
 
 
-def tiny_repo(family: str, folder: Path, seed: int = 0, extras: bool = True, pickle_only: bool = False) -> Path:
+def tiny_repo(family: str, folder: Path, seed: int = 0, extras: bool = True,
+              pickle_only: bool = False) -> Path:
     """A tiny checkpoint as a hub repo, with the extras real repos carry beside the weights."""
     build_tiny(family, folder, seed=seed)
     state = load_file(folder / "model.safetensors")
@@ -91,6 +93,15 @@ def snapshot_files(folder: Path) -> set[str]:
 # ---- model snapshots ----------------------------------------------------------------------------
 def test_family_table_matches_registry():
     assert set(hub_module.FAMILY_CONFIG_FILES) == set(FAMILIES)
+
+
+def test_weight_files_prefers_transformers_safetensors():
+    sharded = ["model.safetensors.index.json", "model-00001-of-00002.safetensors",
+               "model-00002-of-00002.safetensors", "pytorch_model.bin", "open_clip_model.safetensors",
+               "model.fp16.safetensors", "config.json"]
+    assert hub_module.weight_files(sharded) == sorted(sharded[:3])
+    assert hub_module.weight_files(["pytorch_model.bin", "tf_model.h5", "sub/model.safetensors"]) == [
+        "pytorch_model.bin"]
 
 
 @pytest.mark.parametrize("family", ["clip", "resnet"])
@@ -244,6 +255,28 @@ def test_errors_and_logs_never_show_the_token(hub, tmp_path, monkeypatch, caplog
     assert token not in caplog.text + out + err
 
 
+def test_logged_hub_warnings_are_redacted(hub, osv5m_repo, tmp_path, monkeypatch, caplog, capfd):
+    """huggingface_hub logs the error text when it falls back to a file it already has; with an
+    error body that echoes the token, only the log filter stands between the token and the log."""
+    caplog.set_level("DEBUG")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    first = hub.add_repo("osv5m/osv5m", osv5m_repo["repo"], repo_type="dataset", token=TOKEN)
+    fetch_osv5m(tmp_path / "osv5m", revision=first, shards=(0,), sample_count=5)
+    second = hub.add_repo("osv5m/osv5m", osv5m_repo["repo"], repo_type="dataset", token=TOKEN)
+    hub.fail("resolve", 403)
+
+    fetch_osv5m(tmp_path / "osv5m", revision=second, shards=(0,), sample_count=5)  # from the cache
+    out, err = capfd.readouterr()
+    assert "Defaulting to existing file" in caplog.text and "Bearer ***" in caplog.text
+    assert TOKEN not in caplog.text + out + err
+
+    # control: without the filter the same run logs the token
+    caplog.clear()
+    monkeypatch.setattr(hub_module, "redacted_logs", lambda secrets: contextlib.nullcontext())
+    fetch_osv5m(tmp_path / "osv5m", revision=second, shards=(0,), sample_count=5)
+    assert TOKEN in caplog.text
+
+
 def test_redact():
     assert redact("Bearer hf_abc and hf_abc", ["hf_abc", None, ""]) == "Bearer *** and ***"
     assert redact("url?token=a%2Fb", ["a/b"]) == "url?token=***"
@@ -342,8 +375,12 @@ def test_fetch_osv5m_stratified_sample(hub, fetch, osv5m_repo, tmp_path):
 
     # fetched: the csv and the two shards asked for; the full csv stays in the cache
     assert sorted(hub.downloads()) == ["images/test/00.zip", "images/test/01.zip", "test.csv"]
-    assert (tmp_path / "osv5m.download" / "test.csv").read_bytes() == (osv5m_repo["repo"] / "test.csv").read_bytes()
+    cached = tmp_path / "osv5m.download" / "test.csv"
+    assert cached.read_bytes() == (osv5m_repo["repo"] / "test.csv").read_bytes()
     assert not (tmp_path / "osv5m.tmp").exists()
+    commit = hub.repos[("dataset", "osv5m/osv5m")].refs["main"]
+    assert {r.revision for r in hub.requests if r.route == "resolve"} == {commit}  # pinned
+    assert json.loads((dest / "osv5m_fetch.json").read_text())["commit"] == commit
 
 
 def test_fetch_osv5m_is_deterministic_and_reuses_the_cache(hub, fetch, osv5m_repo, tmp_path):
@@ -357,6 +394,17 @@ def test_fetch_osv5m_is_deterministic_and_reuses_the_cache(hub, fetch, osv5m_rep
     assert (other / "test.csv").read_text() != text
     everything = fetch(tmp_path / "osv5m", sample_count=None, stratify=None)
     assert len(read_osv5m(everything).manifest) == len(osv5m_repo["table"]) - len(osv5m_repo["held"])
+
+
+def test_fetch_osv5m_failure_leaves_no_dest_and_keeps_the_cache(hub, fetch, tmp_path):
+    hub.fail("lfs", 404)  # the shards (LFS files) cannot be fetched; test.csv can
+    with pytest.raises(HubError, match="404"):
+        fetch(tmp_path / "osv5m", sample_count=10)
+    assert not (tmp_path / "osv5m").exists()
+    assert (tmp_path / "osv5m.download" / "test.csv").is_file()
+    hub.failures.clear()
+    fetch(tmp_path / "osv5m", sample_count=10)
+    assert hub.downloads().count("test.csv") == 1  # the rerun took it from the cache
 
 
 def test_fetch_osv5m_refuses_an_unsafe_shard(hub, osv5m_repo, tmp_path):

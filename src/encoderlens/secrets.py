@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 REDACTED = "***"
 # the libraries a hub call logs through (huggingface_hub, its HTTP client)
-HUB_LOGGER_PREFIXES = ("huggingface_hub", "httpx", "httpx2", "httpcore")
+HUB_LOGGER_PREFIXES = ("huggingface_hub", "httpx", "httpx2", "httpcore", "httpcore2")
 
 
 def _forms(secrets: Iterable[str | None]) -> list[str]:

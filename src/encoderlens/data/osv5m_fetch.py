@@ -8,12 +8,14 @@ image is in those shards, and writes the layout `read_osv5m` expects:
 
     dest/test.csv                          the sampled rows, the original columns in their order
     dest/images/test/<shard>/<id>.jpg      only the sampled images (shard as two digits)
+    dest/osv5m_fetch.json                  the commit and the sampling settings
 
 `dest` is built in `<dest>.tmp` and renamed when complete.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import zipfile
@@ -28,6 +30,7 @@ from encoderlens.models.hub import call_hub, hub_endpoint, hub_token, resolve_re
 
 OSV5M_REPO = "osv5m/osv5m"
 SPLIT = "test"
+PROVENANCE = "osv5m_fetch.json"
 
 
 def shard_path(shard: int) -> str:
@@ -147,6 +150,10 @@ def fetch_osv5m(dest: str | Path, repo_id: str = OSV5M_REPO, *, revision: str,
                          members=[members[i] for i in ids], flatten=True)
     (temporary / "images" / SPLIT).mkdir(parents=True, exist_ok=True)
     sample.to_csv(temporary / f"{SPLIT}.csv", index=False)
+    # the commit a branch name resolved to, and how the sample was drawn
+    (temporary / PROVENANCE).write_text(json.dumps(
+        {"repo_id": repo_id, "revision": revision, "commit": commit, "shards": list(shards),
+         "sample_count": sample_count, "seed": seed, "stratify": stratify, "rows": len(sample)}, indent=2))
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(temporary, dest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -9,16 +10,14 @@ import pandas as pd
 import torch
 
 from encoderlens.extract.run import ExtractionSettings, extract, settings_sha256
+from encoderlens.models.hub import PROVENANCE
 from encoderlens.models.registry import load_adapter
 
 
-REVISION_FILE = ".revision"
-
-
 def resolved_revision(model_folder) -> str | None:
-    """The commit a hub snapshot resolved its revision to (written by the snapshot), if known."""
-    stamp = Path(model_folder) / REVISION_FILE
-    return stamp.read_text().strip() if stamp.exists() else None
+    """The commit a hub snapshot resolved its revision to (recorded by the snapshot), if known."""
+    stamp = Path(model_folder) / PROVENANCE
+    return json.loads(stamp.read_text())["commit"] if stamp.exists() else None
 
 
 def extraction_settings(settings: dict) -> ExtractionSettings:
