@@ -17,6 +17,7 @@ include: "rules/common.smk"
 include: "rules/datasets.smk"
 include: "rules/models.smk"
 include: "rules/extract.smk"
+include: "rules/alignment.smk"
 
 
 rule all:

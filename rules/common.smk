@@ -122,7 +122,7 @@ def model_identity(wildcards):
 
 
 EXTRACTION_KEYS = ("image_size", "batch_size", "num_workers", "device", "precision",
-                   "attention_layers", "embedding_layers", "rollout")
+                   "attention_layers", "embedding_layers", "rollout", "gradcam_target_class")
 
 
 def extraction_params(wildcards):
@@ -153,6 +153,40 @@ def extraction_targets():
     ]
 
 
+# ---- alignment ---------------------------------------------------------------------------------
+ANNOTATED_FORMATS = ("wikichurches",)
+ANNOTATED_DATASETS = [name for name, entry in DATASETS.items() if entry["format"] in ANNOTATED_FORMATS]
+ALIGNMENT = config["alignment"]
+
+
+def alignment_params(wildcards):
+    keys = ("thresholds", "analysis_size", "pointing_tolerance", "methods")
+    return {key: ALIGNMENT[key] for key in keys}
+
+
+def baseline_params(wildcards):
+    return {
+        "baselines": ALIGNMENT["baselines"],
+        "size": ALIGNMENT["analysis_size"] or ALIGNMENT["baseline_size"],
+        "thresholds": ALIGNMENT["thresholds"],
+        "pointing_tolerance": ALIGNMENT["pointing_tolerance"],
+        "random_draws": ALIGNMENT["random_draws"],
+        "seed": ALIGNMENT["seed"],
+    }
+
+
+def alignment_targets():
+    targets = []
+    for dataset in ANNOTATED_DATASETS:
+        targets += [f"results/{dataset}/baselines/alignment.parquet"]
+        targets += [
+            f"results/{dataset}/{model}/{variant}/alignment.parquet"
+            for model in DATASETS[dataset]["models"]
+            for variant in VARIANTS
+        ]
+    return targets
+
+
 GEONAMES_PLACES = "resources/geonames/places.parquet"
 
 
@@ -162,4 +196,4 @@ def geonames_params(wildcards):
 
 def all_targets():
     manifests = [f"results/{dataset}/manifest.parquet" for dataset in DATASETS]
-    return [GEONAMES_PLACES] + manifests + extraction_targets()
+    return [GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()

@@ -73,3 +73,21 @@ def test_mean_received_attention_averages_heads_and_queries():
     want = attentions[1][0].mean(axis=(0, 1)).reshape(2, 2)
     np.testing.assert_allclose(maps[0, 0], want, rtol=1e-6)
     np.testing.assert_allclose(maps.sum(axis=(-2, -1)), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max"])
+def test_rollout_on_a_tiny_dinov2_with_registers_matches_the_formula(tmp_path, fusion):
+    from encoderlens.models.registry import build_tiny, load_adapter
+
+    build_tiny("dinov2", tmp_path / "m", seed=1)
+    adapter = load_adapter("dinov2", tmp_path / "m")
+    info = adapter.info
+    assert info.n_prefix_tokens == 3  # CLS and two registers stay inside the product
+    pixels = torch.randn(2, 3, info.image_size, info.image_size, generator=torch.Generator().manual_seed(0))
+    attentions = adapter.encode(pixels, attentions=True).attentions
+    got = rollout(attentions, info.n_prefix_tokens, (info.grid_h, info.grid_w), start_layer=1,
+                  head_fusion=fusion).numpy()
+    want = rollout_by_loops([a.double().numpy() for a in attentions], info.n_prefix_tokens,
+                            (info.grid_h, info.grid_w), 1, fusion)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert got.sum(axis=(1, 2)).max() < 1.0  # mass on CLS and registers is dropped, not renormalised

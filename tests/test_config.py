@@ -25,6 +25,8 @@ def test_the_demo_config_plans_every_dataset_and_model(workflow_copy):
     assert plan.count("rule extract:") == 9  # 6 models on churches, 2 on streets, 1 on captions
     assert plan.count("rule tiny_model:") == 6
     assert plan.count("rule synthetic_dataset:") == 3
+    assert plan.count("rule alignment:") == 6  # every model on the annotated churches
+    assert plan.count("rule baselines:") == 1
 
 
 def test_an_unknown_key_fails_naming_it(workflow_copy):

@@ -98,12 +98,18 @@ def test_siglip_stores_mean_received_and_map_probe(tmp_path, model_folders, imag
     assert attributes["n_prefix_tokens"] == 0
 
 
-def test_resnet_has_embeddings_and_an_attention_file_without_maps(tmp_path, model_folders, images):
-    _, out = run(tmp_path, "resnet", model_folders, images)
+def test_resnet_has_embeddings_and_gradcam_maps(tmp_path, model_folders, images):
+    from encoderlens.attention.gradcam import gradcam_maps
+
+    adapter, out = run(tmp_path, "resnet", model_folders, images)
     embeddings, _ = read_all(out / "embeddings.h5")
     attention, _ = read_all(out / "attention.h5")
     assert embeddings["cls"].shape[0] == N_IMAGES
-    assert set(attention) == {"ids", "layers"}
+    assert set(attention) == {"ids", "layers", "gradcam"}
+    info = adapter.info
+    assert attention["gradcam"].shape == (N_IMAGES, info.grid_h, info.grid_w)
+    pixels = torch.stack([adapter.preprocess(Image.open(p)) for p in images[1][:3]])
+    np.testing.assert_allclose(attention["gradcam"][:3], gradcam_maps(adapter, pixels), atol=1e-5)
 
 
 def test_a_crashed_run_resumes_and_equals_an_uninterrupted_one(tmp_path, model_folders, images):

@@ -70,3 +70,50 @@ def test_a_second_run_has_nothing_to_do(demo_run):
     result = snakemake(demo_run, "--cores", "2", "--dry-run")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_alignment_scores_every_stored_map_of_every_annotated_image(demo_run):
+    import numpy as np
+
+    config = demo_config(demo_run)
+    thresholds = [10, 15, 20, 25, 30, 40, 50]
+    annotations = pd.read_parquet(demo_run / "results/demo_churches/annotations.parquet")
+    annotated = set(annotations["image_id"])
+    columns = ["image_id", "model", "variant", "method", "layer", "head", "threshold", "iou",
+               "coverage", "pointing_hit", "scorable"]
+    for model in config["datasets"]["demo_churches"]["models"]:
+        folder = demo_run / "results/demo_churches" / model / "frozen"
+        table = pd.read_parquet(folder / "alignment.parquet")
+        assert list(table.columns) == columns
+        assert set(table["image_id"]) == annotated
+        assert sorted(table["threshold"].unique()) == thresholds
+        with h5py.File(folder / "attention.h5") as attention:
+            methods = {name for name in ("cls", "rollout", "mean", "map_probe", "gradcam")
+                       if name in attention}
+            expected_maps = 0
+            if "cls" in attention:
+                _, layers, heads, _, _ = attention["cls"].shape
+                expected_maps += layers * (heads + 1)  # every head and the head mean
+            if "mean" in attention:
+                expected_maps += attention["mean"].shape[1]
+            if "map_probe" in attention:
+                expected_maps += attention["map_probe"].shape[1] + 1
+            expected_maps += sum(name in attention for name in ("rollout", "gradcam"))
+        assert set(table["method"]) == methods
+        assert len(table) == len(annotated) * expected_maps * len(thresholds)
+        assert table["scorable"].all()
+        assert table["iou"].between(0, 1).all() and table["coverage"].between(0, 1).all()
+        # coverage and the pointing game do not depend on the threshold
+        per_map = table.groupby(["image_id", "method", "layer", "head"])
+        assert (per_map["coverage"].nunique() == 1).all()
+        # IoU regions grow with the threshold, so the region's IoU changes: not a constant column
+        assert table["iou"].std() > 0
+        features = pd.read_parquet(folder / "alignment_features.parquet")
+        assert set(zip(features["image_id"], features["feature"])) == set(
+            zip(annotations["image_id"], annotations["feature"]))
+    baselines = pd.read_parquet(demo_run / "results/demo_churches/baselines/alignment.parquet")
+    assert set(baselines["method"]) == {"random", "gaussian", "sobel"}
+    assert len(baselines) == len(annotated) * 3 * len(thresholds)
+    # the random baseline's expected IoU is small and never above the mask-limited maximum
+    random = baselines[baselines["method"] == "random"]
+    assert np.nanmean(random["iou"]) < 0.2

@@ -6,9 +6,9 @@ analysis grid by scaling alone.
 
 Pixel rule: pixel (row r, column c) of an (H, W) grid has its centre at ((c + 0.5) / W, (r + 0.5) / H)
 in normalised coordinates; it belongs to a box when its centre lies in the half-open box
-[left, left + width) x [top, top + height), after clamping the box to [0, 1]. So a box covering the
-whole image covers every pixel, two boxes that tile the image share no pixel, and a box narrower than
-a pixel that contains no centre rasterises to nothing.
+[left, left + width) x [top, top + height). So a box reaching past the border covers the same pixels
+as the box clamped to [0, 1], a box covering the whole image covers every pixel, two boxes that tile
+the image share no pixel, and a box narrower than a pixel that holds no centre rasterises to nothing.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ def box_mask(boxes: np.ndarray | Sequence[Sequence[float]], size: int | tuple[in
         raise ValueError("box coordinates must be finite")
     if (boxes[:, 2:] < 0).any():
         raise ValueError("box width and height must be non-negative")
-    left, top = np.clip(boxes[:, 0], 0, 1), np.clip(boxes[:, 1], 0, 1)
-    right = np.clip(boxes[:, 0] + boxes[:, 2], 0, 1)
-    bottom = np.clip(boxes[:, 1] + boxes[:, 3], 0, 1)
+    # no clamping needed: every pixel centre lies inside the image, so the part of a box beyond the
+    # border holds none (and the annotations contract clamps boxes already)
+    left, top = boxes[:, 0], boxes[:, 1]
+    right, bottom = left + boxes[:, 2], top + boxes[:, 3]
     # compare in pixel units: pixel c's centre is at c + 0.5 of W pixels
     cols = np.arange(width) + 0.5
     rows = np.arange(height) + 0.5

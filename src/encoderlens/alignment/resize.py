@@ -7,7 +7,6 @@ Every map is scored at one analysis resolution (H, W), by default the model's in
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 
 
@@ -22,23 +21,37 @@ def as_size(size: int | tuple[int, int]) -> tuple[int, int]:
 def upsample(maps: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """(..., gh, gw) maps -> (..., H, W) float32 by bilinear interpolation.
 
-    torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False): output pixel
-    centre i samples the input at (i + 0.5) * gh / H - 0.5, clamped to the border, so corner pixels
-    align with corner cells, not with the image corners. The weights are convex, so non-negative maps
-    stay non-negative and a constant map stays constant.
+    The same numbers as torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+    antialias=False): output pixel centre i samples the input at (i + 0.5) * gh / H - 0.5, clamped to the
+    border, so corner pixels align with corner cells, not with the image corners. Written as two small
+    matrix products (rows, then columns), which is several times faster than interpolate on the CPU and
+    keeps torch out of the analysis jobs. The weights are convex, so non-negative maps stay non-negative
+    and a constant map stays constant.
     """
     height, width = as_size(size)
     maps = np.asarray(maps)
     if maps.ndim < 2:
         raise ValueError(f"maps must have shape (..., gh, gw), got {maps.shape}")
-    lead, grid = maps.shape[:-2], maps.shape[-2:]
-    flat = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)).reshape(-1, 1, *grid)
-    if flat.shape[0] == 0:
-        return np.zeros((*lead, height, width), dtype=np.float32)
-    with torch.no_grad():
-        out = torch.nn.functional.interpolate(flat, size=(height, width), mode="bilinear",
-                                              align_corners=False)
-    return out.reshape(*lead, height, width).numpy()
+    lead, (grid_h, grid_w) = maps.shape[:-2], maps.shape[-2:]
+    rows = _bilinear_weights(grid_h, height)
+    columns = _bilinear_weights(grid_w, width)
+    flat = np.ascontiguousarray(maps, dtype=np.float32).reshape(-1, grid_h, grid_w)
+    # columns first as one large product (M*gh, gw) @ (gw, W), then rows per map
+    wide = (flat.reshape(-1, grid_w) @ columns.T).reshape(-1, grid_h, width)
+    return (rows @ wide).reshape(*lead, height, width)
+
+
+def _bilinear_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) float32 interpolation weights of PyTorch's align_corners=False rule."""
+    source = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
+    source = np.maximum(source, 0.0)
+    lower = np.minimum(np.floor(source).astype(int), size_in - 1)
+    upper = np.minimum(lower + 1, size_in - 1)
+    fraction = source - lower
+    weights = np.zeros((size_out, size_in), dtype=np.float64)
+    np.add.at(weights, (np.arange(size_out), lower), 1.0 - fraction)
+    np.add.at(weights, (np.arange(size_out), upper), fraction)
+    return weights.astype(np.float32)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from .masks import within_tolerance
 from .thresholds import DEFAULT_THRESHOLDS, check_thresholds, mass_threshold, mass_threshold_overlaps
 
 DEFAULT_TOLERANCE = 15.0
-CHUNK = 8  # maps binned together: keeps the per-chunk temporaries in cache
+CHUNK = 64  # maps copied and scored together: bounds the temporaries
 
 
 # ---- definitions, one map -------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def score_maps(maps: np.ndarray, masks: np.ndarray, thresholds: Sequence[float] 
     Maps are scored as float32. Returns `Scores` with iou (M, K) for the K `thresholds` (percent),
     coverage (M,), pointing_hit (M,) and the flags; the numbers equal the single-map definitions.
     """
-    maps = np.asarray(maps)
+    maps = np.asarray(maps, dtype=np.float32)  # flags and scores both see the float32 values
     if maps.ndim != 3:
         raise ValueError(f"maps must have shape (M, H, W), got {maps.shape}")
     n_maps, height, width = maps.shape
@@ -144,7 +144,7 @@ def score_maps(maps: np.ndarray, masks: np.ndarray, thresholds: Sequence[float] 
     todo = np.flatnonzero(scorable & has_box)
     for first in range(0, len(todo), CHUNK):
         rows = todo[first:first + CHUNK]
-        values = np.ascontiguousarray(flat[rows], dtype=np.float32)
+        values = flat[rows]
         chunk_inside = inside[0] if masks.ndim == 2 else inside[rows]
         size, overlap, cover[rows] = mass_threshold_overlaps(values, chunk_inside, percents)
         mask_size = chunk_inside.sum(axis=-1, keepdims=True)

@@ -12,11 +12,12 @@ tie-break, without drawing one: deterministic and independent of pixel order. (B
 index instead would put a constant map's region in the top rows of the image and reward any box
 there.) n_p itself never depends on how ties are broken.
 
-MASS_SLACK = 1e-9 absorbs float64 summation error: mass within 1e-9 of the total short of p% counts as
-reaching p%, so a map of four 0.25s reaches 50% with two pixels whatever the summation order.
+MASS_SLACK = 1e-9 absorbs float64 rounding: mass within 1e-9 of the total short of p% counts as
+reaching p%. (7% of a total of 100 is 0.07 * 100 = 7.000000000000001 in float64; a pixel holding
+exactly 7 reaches it.)
 
-`mass_threshold` is the definition written out for one map; `mass_threshold_overlaps` computes the
-same numbers for many maps and thresholds at once without a full sort (see its docstring).
+`mass_threshold` is the definition written out for one map and threshold; `mass_threshold_overlaps`
+computes the same numbers for many maps and all thresholds with one sort per map.
 """
 
 from __future__ import annotations
@@ -27,11 +28,6 @@ import numpy as np
 
 DEFAULT_THRESHOLDS = (10, 15, 20, 25, 30, 40, 50)
 MASS_SLACK = 1e-9
-
-# the fast path bins pixels by the top 16 bits of their float32 pattern: 7 mantissa bits, so 128 bins
-# per octave; 1024 bins reach 8 octaves below each map's maximum, the rest share the last bin
-_KEY_SHIFT = 16
-_BINS = 1024
 
 
 def check_thresholds(thresholds: Sequence[float]) -> np.ndarray:
@@ -72,91 +68,60 @@ def mass_threshold_overlaps(maps: np.ndarray, inside: np.ndarray,
 
     maps: (M, N) float32, every row scorable (finite, non-negative, positive sum).
     inside: (N,) bool mask shared by all maps, or (M, N) one per map.
-    Returns size (M, K) = n_p, overlap (M, K) = sum of region weights inside the mask, and
+    Returns size (M, K) = n_p, overlap (M, K) = the region's weight inside the mask, and
     inside_share (M,) = the map's mass inside the mask / its total mass.
 
-    How: the bit pattern of a non-negative float32 orders like its value, so its top 16 bits bin the
-    pixels on a log scale (128 bins per octave below each map's maximum). Two bincounts per map give
-    each bin's pixel count, mass and mask count; cumulative sums over bins locate the bin holding the
-    cut for every threshold; only the pixels of those few bins are sorted. One O(N) pass per map
-    serves all K thresholds.
+    One sort per map serves all K thresholds: cumulative sums of the sorted values give every n_p and
+    cut value at once, and the mask's pixels are counted against the K cut values.
     """
     maps = np.ascontiguousarray(maps, dtype=np.float32)
     fractions = check_thresholds(thresholds) / 100 - MASS_SLACK
     n_maps, n_pixels = maps.shape
-    n_thresholds = len(fractions)
     inside = np.asarray(inside, dtype=bool)
     if inside.shape not in ((n_pixels,), (n_maps, n_pixels)):
         raise ValueError(f"inside must have shape ({n_pixels},) or {maps.shape}, got {inside.shape}")
-    inside_offset = inside.astype(np.uint32) * np.uint32(_BINS)
-
-    # 1. bin: rank 0 is the bin of the map's maximum, everything 8+ octaves below shares the last bin
-    #    (-0.0's pattern has the sign bit set: the unsigned difference wraps and is clipped to the last
-    #    bin, where 0.0 goes too); the mask bit adds _BINS
-    top = (maps.max(axis=1).view(np.uint32) >> np.uint32(_KEY_SHIFT))[:, None]
-    keys = maps.view(np.uint32) >> np.uint32(_KEY_SHIFT)
-    np.subtract(top, keys, out=keys)
-    np.minimum(keys, np.uint32(_BINS - 1), out=keys)
-    rank = np.add(keys, inside_offset, dtype=np.intp)
-    counts = np.empty((n_maps, 2, _BINS))
-    mass = np.empty((n_maps, 2, _BINS))
-    for row in range(n_maps):
-        counts[row] = np.bincount(rank[row], minlength=2 * _BINS).reshape(2, _BINS)
-        mass[row] = np.bincount(rank[row], weights=maps[row], minlength=2 * _BINS).reshape(2, _BINS)
-
-    # 2. the bin of each cut, and what the bins above it hold
-    total = mass.sum(axis=(1, 2))
-    cum_share = np.cumsum(mass.sum(axis=1), axis=1) / total[:, None]
-    cut_bin = (cum_share[:, None, :] < fractions[None, :, None]).sum(axis=2)
-    np.minimum(cut_bin, _BINS - 1, out=cut_bin)  # cum_share[-1] is 1 up to rounding
-    share_before = _before(cum_share, cut_bin)
-    size_before = _before(np.cumsum(counts.sum(axis=1), axis=1), cut_bin)
-    inside_before = _before(np.cumsum(counts[:, 1], axis=1), cut_bin)
-
-    # 3. the pixels of the cut bins, sorted by value within each (map, bin)
-    is_cut = np.zeros((n_maps, 2 * _BINS), dtype=bool)
-    map_of_pair = np.repeat(np.arange(n_maps), n_thresholds)
-    is_cut[map_of_pair, cut_bin.ravel()] = True
-    is_cut[map_of_pair, cut_bin.ravel() + _BINS] = True
-    picked = [np.flatnonzero(np.take(is_cut[row], rank[row], mode="clip")) for row in range(n_maps)]
-    pick_map = np.repeat(np.arange(n_maps), [len(p) for p in picked])
-    pick_pixel = np.concatenate(picked)
-    # by map, then value descending: one sort of (map, inverted float32 pattern) as uint64
-    picked_value = maps[pick_map, pick_pixel] + np.float32(0.0)  # -0.0 + 0.0 is +0.0
-    inverted = np.uint32(0xFFFFFFFF) - picked_value.view(np.uint32)
-    order = np.argsort((pick_map.astype(np.uint64) << np.uint64(32)) | inverted)
-    pick_map, pick_pixel = pick_map[order], pick_pixel[order]
-    value = maps[pick_map, pick_pixel]
-    pick_rank = rank[pick_map, pick_pixel]
-    pick_bin, pick_inside = pick_rank % _BINS, pick_rank >= _BINS
-    cum_pick_share = np.cumsum(value / total[pick_map])
-
-    # 4. within each cut bin, the crossing pixel and the ties at its value
-    starts = np.flatnonzero(np.r_[True, (pick_map[1:] != pick_map[:-1]) | (pick_bin[1:] != pick_bin[:-1])])
-    group_key = pick_map[starts] * _BINS + pick_bin[starts]
-    group = np.searchsorted(group_key, map_of_pair * _BINS + cut_bin.ravel())
-    first = starts[group]
-    length = np.r_[starts[1:], len(pick_map)][group] - first
-    pair = np.repeat(np.arange(len(group)), length)
-    position = np.repeat(first, length) + np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
-    share_at = cum_pick_share[position] - np.r_[0.0, cum_pick_share][np.repeat(first, length)]
-    short = share_at < (fractions[None, :] - share_before).ravel()[pair]
-    taken = np.minimum(np.bincount(pair, short, minlength=len(group)).astype(np.int64) + 1, length)
-    cut_value = value[first + taken - 1]
-    above = value[position] > cut_value[pair]
-    tied = value[position] == cut_value[pair]
-    count = lambda selected: np.bincount(pair, selected, minlength=len(group))  # noqa: E731
-    n_above, n_tied = count(above), count(tied)
-    in_above, in_tied = count(above & pick_inside[position]), count(tied & pick_inside[position])
-
-    size = size_before.ravel() + taken
-    overlap = inside_before.ravel() + in_above + (taken - n_above) * in_tied / n_tied
-    inside_share = mass[:, 1].sum(axis=1) / total
-    return (size.reshape(n_maps, n_thresholds).astype(np.float64),
-            overlap.reshape(n_maps, n_thresholds), inside_share)
+    shared = np.flatnonzero(inside) if inside.ndim == 1 else None
+    size = np.empty((n_maps, len(fractions)))
+    overlap = np.empty((n_maps, len(fractions)))
+    inside_share = np.empty(n_maps)
+    for row, values in enumerate(maps):
+        boxed = np.take(values, shared if shared is not None else np.flatnonzero(inside[row]))
+        size[row], overlap[row], inside_share[row] = _overlaps(values, boxed, fractions)
+    return size, overlap, inside_share
 
 
-def _before(cumulative: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """cumulative[m, index[m, k] - 1], 0 where index is 0: what the bins before each cut hold."""
-    padded = np.concatenate([np.zeros((len(cumulative), 1)), cumulative], axis=1)
-    return np.take_along_axis(padded, index, axis=1)
+def _overlaps(values: np.ndarray, boxed: np.ndarray, fractions: np.ndarray):
+    """n_p, overlap and mass share inside the mask of one map; `boxed` are its values inside the mask."""
+    total = values.sum(dtype=np.float64)
+    # only the top of the map needs sorting: pixels below (1 - f) * mean hold less than (1 - f) of the
+    # mass together, so the region holding f never reaches them (checked; rounding falls back to all)
+    floor = np.float32((1 - fractions.max()) * total / len(values))
+    top = np.compress(values >= floor, values)
+    if top.sum(dtype=np.float64) < fractions.max() * total:
+        top = values
+    descending = np.sort(top)[::-1]
+    n = _top_counts(descending, fractions * total)
+    cut = descending[n - 1]
+    above = np.searchsorted(-descending, -cut, side="left")  # values strictly greater than the cut
+    tied = np.searchsorted(-descending, -cut, side="right") - above
+    boxed_above = np.count_nonzero(boxed[None, :] > cut[:, None], axis=1)
+    boxed_tied = np.count_nonzero(boxed[None, :] == cut[:, None], axis=1)
+    overlap = boxed_above + (n - above) * boxed_tied / tied
+    return n, overlap, boxed.sum(dtype=np.float64) / total
+
+
+def _top_counts(descending: np.ndarray, targets: np.ndarray, block: int = 512) -> np.ndarray:
+    """For each target mass, the smallest n whose top-n sum reaches it (at most len(descending)).
+
+    A full float64 cumulative sum costs more than the sort here; block sums locate the block where
+    each target is crossed, and only those blocks are accumulated value by value.
+    """
+    values = descending.astype(np.float64)
+    starts = np.arange(0, len(values), block)
+    before_block = np.concatenate([[0.0], np.cumsum(np.add.reduceat(values, starts))])
+    counts = np.empty(len(targets), dtype=np.int64)
+    for k, target in enumerate(targets):
+        b = min(max(np.searchsorted(before_block, target, side="left") - 1, 0), len(starts) - 1)
+        within = before_block[b] + np.cumsum(values[starts[b]:starts[b] + block])
+        counts[k] = min(starts[b] + np.searchsorted(within, target, side="left") + 1, len(values))
+    return counts

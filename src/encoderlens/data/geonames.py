@@ -9,13 +9,13 @@ turn codes into names.
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 
 from encoderlens.data.places import load_places
+from encoderlens.tables import write_table
 
 DUMP_COLUMNS = [
     "geonameid", "name", "asciiname", "alternatenames", "latitude", "longitude", "feature_class",
@@ -114,7 +114,4 @@ def write_places_table(dest: str | Path, source: str = "offline", dump_url: str 
         places = places[places["population"] >= min_population].reset_index(drop=True)
     else:
         raise ValueError(f"unknown GeoNames source {source!r}: use offline or dump")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    temporary = dest.with_name(dest.name + ".tmp")
-    places[PLACES_COLUMNS].to_parquet(temporary, index=False)
-    os.replace(temporary, dest)
+    write_table(places[PLACES_COLUMNS], dest)

@@ -7,12 +7,12 @@ silently). Manifest columns start with `image_id`, `path`, `split`; each dataset
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from encoderlens.tables import write_table
 
 MANIFEST_COLUMNS = ["image_id", "path", "split"]
 ANNOTATION_COLUMNS = ["image_id", "box_id", "feature", "left", "top", "width", "height", "clamped"]
@@ -70,27 +70,6 @@ def check_manifest(manifest: pd.DataFrame, source: str = "manifest") -> None:
         raise ValueError(f"{source}: duplicate image_id values {sorted(set(duplicated))[:5]}")
 
 
-def _write_atomic(frame: pd.DataFrame, path) -> None:
-    # Write beside the target and rename, so a crashed job never leaves a half-written table that
-    # looks complete to Snakemake or to a reader.
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name in the same folder (os.replace is atomic only within one file system); created
-    # by the writer itself, so it gets the usual permissions rather than mkstemp's 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        if path.suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        elif path.suffix in (".csv", ".tsv"):
-            frame.to_csv(tmp, index=False, sep="\t" if path.suffix == ".tsv" else ",")
-        else:
-            raise ValueError(f"{path}: unsupported table format {path.suffix!r} (use .parquet or .csv)")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_manifest_outputs(result: ManifestResult, manifest_path, annotations_path=None,
                            skipped_path=None) -> None:
     """Write the manifest, and where paths are given the annotations and skip records.
@@ -99,9 +78,9 @@ def write_manifest_outputs(result: ManifestResult, manifest_path, annotations_pa
     workflow can declare the same outputs for every dataset.
     """
     check_manifest(result.manifest, str(manifest_path))
-    _write_atomic(result.manifest.reset_index(drop=True), manifest_path)
+    write_table(result.manifest.reset_index(drop=True), manifest_path)
     if annotations_path is not None:
         annotations = result.annotations if result.annotations is not None else empty_annotations()
-        _write_atomic(annotations.reset_index(drop=True), annotations_path)
+        write_table(annotations.reset_index(drop=True), annotations_path)
     if skipped_path is not None:
-        _write_atomic(skipped_frame(result.skipped.to_dict("records")), skipped_path)
+        write_table(skipped_frame(result.skipped.to_dict("records")), skipped_path)

@@ -31,6 +31,7 @@ def extraction_settings(settings: dict) -> ExtractionSettings:
         num_workers=settings["num_workers"],
         device=settings["device"],
         precision=settings["precision"],
+        gradcam_target_class=settings.get("gradcam_target_class"),
     )
 
 

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from encoderlens import __version__
+from encoderlens.attention.gradcam import classifier_logits, gradcam_maps
 from encoderlens.attention.maps import cls_attention, mean_received_attention, rollout
 from encoderlens.extract.h5 import atomic_h5, create_per_image, set_attributes, write_ids
 from encoderlens.extract.shards import ShardStore
@@ -39,6 +40,7 @@ class ExtractionSettings:
     num_workers: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    gradcam_target_class: int | None = None  # None: each image's own top class
 
 
 def resolve_device(name: str) -> torch.device:
@@ -114,8 +116,13 @@ def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
         print(f"resuming after {batches_done} of {n_batches} finished batches", file=log)
     progress = tqdm(loader, total=n_batches, initial=batches_done, file=log, mininterval=5,
                     desc=f"{attributes.get('model', info.family)}", unit="batch")
+    # CNNs have no attention: their map is Grad-CAM on the classifier the checkpoint ships
+    logits_model = classifier_logits(adapter) if hasattr(adapter, "target_layers") else None
     for batch_index, pixels in enumerate(progress, start=batches_done):
         arrays = _encode_batch(adapter, pixels.to(device), settings, attention_layers, embedding_layers)
+        if logits_model is not None:
+            arrays["att_gradcam"] = gradcam_maps(adapter, pixels.to(device),
+                                                 settings.gradcam_target_class, logits_model)
         shards.write(batch_index, arrays)
 
     _gather(shards, n_batches, list(ids), embeddings_path, attention_path, attributes,
@@ -176,6 +183,7 @@ _LAYOUT = {
     "att_rollout": ("attention", "rollout", np.float32),
     "att_mean": ("attention", "mean", np.float16),
     "att_map_probe": ("attention", "map_probe", np.float16),
+    "att_gradcam": ("attention", "gradcam", np.float32),
 }
 
 

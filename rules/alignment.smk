@@ -1,0 +1,32 @@
+rule alignment:
+    input:
+        attention="results/{dataset}/{model}/{variant}/attention.h5",
+        annotations="results/{dataset}/annotations.parquet",
+    output:
+        scores="results/{dataset}/{model}/{variant}/alignment.parquet",
+        features="results/{dataset}/{model}/{variant}/alignment_features.parquet",
+    params:
+        alignment=alignment_params,
+    log:
+        "logs/alignment/{dataset}/{model}/{variant}.log",
+    wildcard_constraints:
+        dataset=_alternatives(ANNOTATED_DATASETS),
+    script:
+        "../workflow_scripts/alignment.py"
+
+
+rule baselines:
+    input:
+        manifest="results/{dataset}/manifest.parquet",
+        annotations="results/{dataset}/annotations.parquet",
+    output:
+        scores="results/{dataset}/baselines/alignment.parquet",
+        features="results/{dataset}/baselines/alignment_features.parquet",
+    params:
+        baselines=baseline_params,
+    log:
+        "logs/alignment/{dataset}/baselines.log",
+    wildcard_constraints:
+        dataset=_alternatives(ANNOTATED_DATASETS),
+    script:
+        "../workflow_scripts/baselines.py"

@@ -1,0 +1,115 @@
+"""The alignment study's tables: every attention map of an attention.h5 file, and every baseline,
+scored against the expert boxes of the same images.
+
+Long format, one row per (image, method, layer, head, threshold): `image_id, model, variant, method,
+layer, head, threshold, iou, coverage, pointing_hit, scorable`. `head` is -1 for the mean over heads
+and for maps that have no heads (rollout, Grad-CAM); `layer` is -1 where a method is not per layer.
+Coverage and the pointing game do not depend on the threshold and repeat across its rows. A map that
+cannot be scored (NaN, negative or all-zero) keeps its rows with `scorable` False and NaN scores.
+The per-feature table has the same columns plus `feature`, each image scored against the boxes of
+one building-part type at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .baselines import baseline_maps, image_seed
+from .masks import box_masks
+from .methods import available_methods, read_method
+from .resize import upsample
+from .scores import Scores, score_maps
+
+COLUMNS = ["image_id", "model", "variant", "method", "layer", "head", "threshold", "iou", "coverage",
+           "pointing_hit", "scorable"]
+FEATURE_COLUMNS = COLUMNS[:1] + ["feature"] + COLUMNS[1:]
+
+
+def _head_index(label: str) -> int:
+    return int(label) if label.isdigit() else -1
+
+
+def _long_rows(scores: Scores, labels: dict, layer: np.ndarray, head: np.ndarray) -> pd.DataFrame:
+    """Scores of V maps (one image) x K thresholds as V*K long rows."""
+    n_maps, n_thresholds = scores.iou.shape
+    repeat = lambda values: np.repeat(values, n_thresholds)  # noqa: E731
+    return pd.DataFrame({
+        **{key: value for key, value in labels.items()},
+        "layer": repeat(layer.astype(int)),
+        "head": repeat(np.array([_head_index(str(h)) for h in head], dtype=int)),
+        "threshold": np.tile(scores.thresholds.astype(float), n_maps),
+        "iou": scores.iou.ravel(),
+        "coverage": repeat(scores.coverage),
+        "pointing_hit": repeat(scores.pointing_hit),
+        "scorable": repeat(scores.scorable),
+    })
+
+
+def _frame(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def score_attention_file(attention_path: str | Path, annotations: pd.DataFrame, model: str, variant: str,
+                         thresholds: Sequence[float], tolerance: float,
+                         analysis_size: int | None = None,
+                         methods: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(alignment, per-feature alignment) of every stored map of the annotated images in the file."""
+    parts, feature_parts = [], []
+    with h5py.File(attention_path, "r") as store:
+        ids = [i.decode() if isinstance(i, bytes) else i for i in store["ids"][()]]
+        size = int(analysis_size or store.attrs["image_size"])
+        masks = box_masks(annotations, size)
+        per_feature = box_masks(annotations, size, by=("image_id", "feature"))
+        features_of = {}
+        for image_id, feature in per_feature:
+            features_of.setdefault(image_id, []).append(feature)
+        annotated = [(row, image_id) for row, image_id in enumerate(ids) if (image_id,) in masks]
+        chosen = available_methods(store) if methods is None else [m for m in methods if m in store]
+        for method in chosen:
+            for row, image_id in annotated:
+                read = read_method(method, store, row)
+                maps = upsample(read.maps[0], size)  # (V, S, S)
+                labels = {"image_id": image_id, "model": model, "variant": variant, "method": method}
+                scores = score_maps(maps, masks[(image_id,)], thresholds, tolerance)
+                parts.append(_long_rows(scores, labels, read.layer, read.head))
+                for feature in features_of.get(image_id, []):
+                    scores = score_maps(maps, per_feature[(image_id, feature)], thresholds, tolerance)
+                    feature_parts.append(_long_rows(scores, {**labels, "feature": feature},
+                                                    read.layer, read.head))
+    return _frame(parts, COLUMNS), _frame(feature_parts, FEATURE_COLUMNS)
+
+
+def score_baselines(manifest: pd.DataFrame, annotations: pd.DataFrame, baselines: Sequence[str],
+                    size: int, thresholds: Sequence[float], tolerance: float, draws: int,
+                    seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The baselines' tables, in the same format (model "baseline", method = the baseline's name).
+
+    A baseline with R draws is scored per draw and the scores averaged, so its rows are expectations.
+    """
+    masks = box_masks(annotations, size)
+    per_feature = box_masks(annotations, size, by=("image_id", "feature"))
+    paths = dict(zip(manifest["image_id"].astype(str), manifest["path"]))
+    parts, feature_parts = [], []
+    none = np.array([-1])
+    for (image_id,), mask in masks.items():
+        with Image.open(paths[image_id]) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        for name in baselines:
+            maps = baseline_maps(name, pixels, size, seed=image_seed(seed, image_id), draws=draws)
+            labels = {"image_id": image_id, "model": "baseline", "variant": "", "method": name}
+            parts.append(_long_rows(score_maps(maps, mask, thresholds, tolerance).average(),
+                                    labels, none, np.array([""])))
+            for (other, feature), feature_mask in per_feature.items():
+                if other == image_id:
+                    scores = score_maps(maps, feature_mask, thresholds, tolerance).average()
+                    feature_parts.append(_long_rows(scores, {**labels, "feature": feature},
+                                                    none, np.array([""])))
+    return _frame(parts, COLUMNS), _frame(feature_parts, FEATURE_COLUMNS)
