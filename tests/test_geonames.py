@@ -59,3 +59,22 @@ def test_the_offline_table_keeps_namibia_and_populations(tmp_path):
     windhoek = places[(places["cc"] == "NA") & (places["name"] == "Windhoek")]
     assert len(windhoek) == 1 and windhoek["latitude"].iloc[0] == pytest.approx(-22.56, abs=0.05)
     assert len(offline_places(0)) > len(places)
+
+
+def test_the_dump_source_downloads_the_tables_from_the_server(tmp_path):
+    from httpserver import serve
+
+    source = tmp_path / "source"
+    source.mkdir()
+    write_dump(source)
+    files = {f"export/dump/{path.name}": path.read_bytes() for path in source.iterdir()}
+    with serve(files) as server:
+        dest = tmp_path / "out" / "places.parquet"
+        write_places_table(dest, source="dump", dump_url=server.url("export/dump/cities1000.zip"),
+                           min_population=20000)
+        fetched = sorted(request.path for request in server.requests)
+    assert fetched == ["export/dump/admin1CodesASCII.txt", "export/dump/admin2Codes.txt",
+                       "export/dump/cities1000.zip"]
+    places = pd.read_parquet(dest)
+    assert places["name"].tolist() == ["Nan"]  # Lüderitz (12,537) is under the population floor
+    assert places["admin2"].tolist() == ["Mueang Nan"]
