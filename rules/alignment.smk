@@ -11,6 +11,8 @@ rule alignment:
         "logs/alignment/{dataset}/{model}/{variant}.log",
     wildcard_constraints:
         dataset=_alternatives(ANNOTATED_DATASETS),
+    conda:
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/alignment.py"
 
@@ -28,5 +30,7 @@ rule baselines:
         "logs/alignment/{dataset}/baselines.log",
     wildcard_constraints:
         dataset=_alternatives(ANNOTATED_DATASETS),
+    conda:
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/baselines.py"

@@ -8,6 +8,8 @@ rule synthetic_dataset:
     wildcard_constraints:
         dataset=_alternatives(SYNTHETIC_DATASETS),
     localrule: True
+    conda:
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/synthetic_dataset.py"
 
@@ -23,6 +25,8 @@ rule manifest:
         format=dataset_format,
     log:
         "logs/datasets/{dataset}.manifest.log",
+    conda:
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/manifest.py"
 
@@ -38,6 +42,8 @@ rule download_osv5m:
         dataset=_alternatives(OSV5M_DOWNLOADS),
     localrule: True
     retries: 2
+    conda:
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/download_osv5m.py"
 
@@ -53,6 +59,8 @@ rule download_wikichurches:
         dataset=_alternatives(WIKICHURCHES_DOWNLOADS),
     localrule: True
     retries: 2
+    conda:
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/download_wikichurches.py"
 
@@ -66,5 +74,7 @@ rule geonames_places:
         "logs/datasets/geonames.log",
     localrule: True
     retries: 2
+    conda:
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/geonames_places.py"

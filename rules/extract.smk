@@ -13,5 +13,7 @@ rule extract:
     threads: extraction_threads
     resources:
         gpu=extraction_gpus,
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/extract.py"

@@ -7,6 +7,8 @@ rule tiny_model:
         "logs/models/{model}.tiny.log",
     wildcard_constraints:
         model=_alternatives(TINY_MODELS),
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/tiny_model.py"
 
@@ -22,5 +24,7 @@ rule hub_snapshot:
         model=_alternatives(HUB_MODELS),
     localrule: True
     retries: 2
+    conda:
+        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/hub_snapshot.py"

@@ -62,3 +62,9 @@ def test_a_hub_model_needs_a_hub_id(workflow_copy):
     result = dry_run(workflow_copy)
     assert result.returncode != 0
     assert "hub_id" in result.output
+
+
+def test_snakemake_lint_is_clean(workflow_copy):
+    result = snakemake(workflow_copy, "--lint", timeout=120)
+    assert result.returncode == 0
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
