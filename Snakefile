@@ -18,6 +18,7 @@ include: "rules/datasets.smk"
 include: "rules/models.smk"
 include: "rules/extract.smk"
 include: "rules/alignment.smk"
+include: "rules/geo.smk"
 
 
 rule all:

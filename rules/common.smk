@@ -190,10 +190,47 @@ def alignment_targets():
 GEONAMES_PLACES = "resources/geonames/places.parquet"
 
 
+# ---- street-view studies ------------------------------------------------------------------------
+GEO_FORMATS = ("osv5m",)
+GEO_DATASETS = [name for name, entry in DATASETS.items() if entry["format"] in GEO_FORMATS]
+GEO = config["geo"]
+
+
+def probe_params(wildcards):
+    keys = ("levels", "probe_features", "min_per_class", "test_size", "probe_C", "seed")
+    return {key: GEO[key] for key in keys} | {"device": MODELS[wildcards.model]["device"]}
+
+
+def attention_stats_params(wildcards):
+    return {"layers": GEO["attention_layers"]}
+
+
+def retrieval_params(wildcards):
+    keys = ("retrieval_features", "query_fraction", "knn_k", "geometry_pairs", "distance_bins_km",
+            "gallery_size", "gallery_seeds", "gallery_groups", "seed")
+    return {key: GEO[key] for key in keys}
+
+
+def _has_cls_attention(model):
+    return MODELS[model]["family"] in ("dinov2", "dinov3", "mae", "clip")
+
+
+def geo_targets():
+    targets = []
+    for dataset in GEO_DATASETS:
+        for model in DATASETS[dataset]["models"]:
+            folder = f"results/{dataset}/{model}/frozen"
+            targets += [f"results/{dataset}/{model}/probes.parquet", f"{folder}/knn.parquet"]
+            if _has_cls_attention(model):
+                targets.append(f"{folder}/attention_stats.parquet")
+    return targets
+
+
 def geonames_params(wildcards):
     return dict(config["geonames"])
 
 
 def all_targets():
     manifests = [f"results/{dataset}/manifest.parquet" for dataset in DATASETS]
-    return [GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()
+    return ([GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()
+            + geo_targets())

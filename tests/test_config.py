@@ -27,6 +27,8 @@ def test_the_demo_config_plans_every_dataset_and_model(workflow_copy):
     assert plan.count("rule synthetic_dataset:") == 3
     assert plan.count("rule alignment:") == 6  # every model on the annotated churches
     assert plan.count("rule baselines:") == 1
+    assert plan.count("rule probes:") == plan.count("rule retrieval:") == 2  # both models on streets
+    assert plan.count("rule attention_stats:") == 2
 
 
 def test_an_unknown_key_fails_naming_it(workflow_copy):

@@ -1,6 +1,7 @@
 """The real snakemake on the demo config, end to end, in a temporary copy of the workflow."""
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -117,3 +118,35 @@ def test_alignment_scores_every_stored_map_of_every_annotated_image(demo_run):
     # the random baseline's expected IoU is small and never above the mask-limited maximum
     random = baselines[baselines["method"] == "random"]
     assert np.nanmean(random["iou"]) < 0.2
+
+
+def test_street_view_studies_write_their_tables(demo_run):
+    config = demo_config(demo_run)
+    manifest = pd.read_parquet(demo_run / "results/demo_streets/manifest.parquet")
+    for model in config["datasets"]["demo_streets"]["models"]:
+        probes = pd.read_parquet(demo_run / "results/demo_streets" / model / "probes.parquet")
+        assert set(probes["level"]) == {"country", "region", "sub-region", "city"}
+        country = probes[(probes["level"] == "country") & (probes["features"] == "cls")].iloc[0]
+        assert country["n_train"] + country["n_test"] + country["dropped_samples"] == len(manifest)
+        assert country["n_classes"] == manifest["country"].value_counts().ge(2).sum()
+        assert 0 <= country["top1"] <= country["top5"] <= 1
+
+        folder = demo_run / "results/demo_streets" / model / "frozen"
+        knn = pd.read_parquet(folder / "knn.parquet")
+        assert set(knn["method"]) == {"top1", "weighted_top10"}
+        predictions = pd.read_parquet(folder / "knn_predictions.parquet")
+        top1 = predictions[predictions["method"] == "top1"]
+        # the table's GeoScore is the mean of the per-query scores, and those follow the formula
+        assert knn.loc[knn["method"] == "top1", "geoscore"].iloc[0] == pytest.approx(top1["geoscore"].mean())
+        assert np.allclose(top1["geoscore"], 5000 * np.exp(-top1["distance_km"] / 1492.7))
+        assert knn["country_compared"].iloc[0] == len(top1)
+        geometry = pd.read_parquet(folder / "geometry.parquet")
+        assert geometry["n_pairs"].iloc[0] == 2000 and -1 <= geometry["spearman_rho"].iloc[0] <= 1
+        gallery = pd.read_parquet(folder / "gallery.parquet")
+        assert set(gallery["gallery"]) == {"representative", "random"} and (gallery["size"] == 40).all()
+        stats = pd.read_parquet(folder / "attention_stats.parquet")
+        assert len(stats) == len(manifest) and stats["scorable"].all()
+        assert np.allclose(stats["entropy_norm"], stats["entropy"] / np.log(stats["n_patches"]))
+        by_country = pd.read_parquet(folder / "attention_stats_by_country.parquet")
+        assert "NA" in set(by_country["country"])  # Namibia survives every read
+        assert by_country["count"].sum() == len(manifest)

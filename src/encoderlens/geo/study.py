@@ -1,0 +1,121 @@
+"""The street-view studies' tables, composed from the geo library: kNN geolocation, embedding geometry
+and the representative gallery, for one embeddings.h5 file and its manifest.
+
+Every function takes arrays and tables and returns tables; the workflow scripts only read and write.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .distance import geolocation_metrics, geoscore, haversine_latlon
+from .gallery import group_size_histogram, random_gallery, representative_gallery
+from .geometry import anisotropy, cosine_vs_distance
+from .knn import knn_geolocate, split_gallery_queries
+from .places_lookup import admin_accuracy, predicted_places
+
+ADMIN_LEVELS = {"country": ("cc", "country"), "region": ("admin1", "region"),
+                "sub-region": ("admin2", "sub-region"), "city": ("name", "city")}
+
+
+def read_features(path, names: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """ids and the named embedding matrices of an embeddings.h5 ("cls", "mean", "cls_raw",
+    "layers" for every stored layer as "layers/<l>"); names the file lacks are skipped."""
+    with h5py.File(path, "r") as handle:
+        ids = [i.decode() if isinstance(i, bytes) else i for i in handle["ids"][()]]
+        features = {}
+        for name in names:
+            if name == "layers" and "layers" in handle:
+                for layer in sorted(handle["layers"], key=int):
+                    features[f"layers/{layer}"] = handle[f"layers/{layer}"][()]
+            elif name in handle:
+                features[name] = handle[name][()]
+    return ids, features
+
+
+def aligned_manifest(manifest: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """The manifest rows in the embedding file's order; an id missing from the manifest is an error."""
+    table = manifest.assign(image_id=manifest["image_id"].astype(str)).set_index("image_id")
+    missing = [i for i in ids if i not in table.index]
+    if missing:
+        raise ValueError(f"{len(missing)} embedded images are not in the manifest, e.g. {missing[:3]}")
+    return table.loc[ids].reset_index()
+
+
+def _latlon(table: pd.DataFrame) -> np.ndarray:
+    return table[["latitude", "longitude"]].to_numpy(dtype=float)
+
+
+def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.DataFrame,
+              query_fraction: float, k: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics per features × method, per-query predictions) of kNN geolocation on one split.
+
+    Methods: `top1` (the nearest gallery image's location) and `weighted_top{k}` (similarity-weighted
+    spherical mean of the k nearest). Admin levels through the nearest GeoNames place of the prediction.
+    """
+    gallery_rows, query_rows = split_gallery_queries(len(table), query_fraction, seed)
+    latlon = _latlon(table)
+    truth = table.iloc[query_rows].reset_index(drop=True)
+    metrics, predictions = [], []
+    for name, matrix in features.items():
+        for method, kk, weighted in (("top1", 1, False), (f"weighted_top{k}", k, True)):
+            pred, neighbours, similarity = knn_geolocate(matrix[gallery_rows], latlon[gallery_rows],
+                                                         matrix[query_rows], k=kk, weighted=weighted)
+            row = {"features": name, "method": method, **geolocation_metrics(pred, latlon[query_rows])}
+            nearest = predicted_places(pred, places)
+            for level, result in admin_accuracy(nearest, truth, ADMIN_LEVELS).items():
+                row[f"{level}_accuracy"] = result["accuracy"]
+                row[f"{level}_compared"] = result["compared"]
+            metrics.append(row)
+            distance = haversine_latlon(pred, latlon[query_rows])
+            predictions.append(pd.DataFrame({
+                "image_id": truth["image_id"], "features": name, "method": method,
+                "pred_latitude": pred[:, 0], "pred_longitude": pred[:, 1],
+                "distance_km": distance, "geoscore": geoscore(distance),
+                "neighbour_id": table["image_id"].to_numpy()[gallery_rows[neighbours[:, 0]]],
+                "similarity": similarity[:, 0], "pred_country": nearest["cc"].to_numpy(),
+            }))
+    return pd.DataFrame(metrics), pd.concat(predictions, ignore_index=True)
+
+
+def geometry_study(features: dict[str, np.ndarray], table: pd.DataFrame, n_pairs: int, seed: int,
+                   bins_km: Sequence[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary per features: correlations, cosine distribution, anisotropy; cosine per distance bin)."""
+    summary, bins = [], []
+    latlon = _latlon(table)
+    n_pairs = min(n_pairs, len(table) * (len(table) - 1) // 2)
+    for name, matrix in features.items():
+        result = cosine_vs_distance(matrix, latlon, n_pairs=n_pairs, seed=seed, bins_km=bins_km)
+        bins.append(result.pop("bins").assign(features=name))
+        summary.append({"features": name, **result, **anisotropy(matrix)})
+    return pd.DataFrame(summary), pd.concat(bins, ignore_index=True)
+
+
+def gallery_study(matrix: np.ndarray, table: pd.DataFrame, size: int, seeds: Sequence[int],
+                  query_fraction: float, group_columns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kNN GeoScore of a representative vs a random gallery of the same size, per seed; group sizes).
+
+    Queries are held out first; both galleries are drawn from the remaining images, so they compete
+    on the same queries.
+    """
+    latlon = _latlon(table)
+    rows = []
+    for seed in seeds:
+        pool, queries = split_gallery_queries(len(table), query_fraction, seed)
+        take = min(size, len(pool))
+        choices = {
+            "representative": pool[representative_gallery(table.iloc[pool].reset_index(drop=True),
+                                                           matrix[pool], take, seed=seed,
+                                                           group_columns=group_columns)],
+            "random": pool[random_gallery(len(pool), take, seed=seed)],
+        }
+        for kind, gallery in choices.items():
+            pred, _, _ = knn_geolocate(matrix[gallery], latlon[gallery], matrix[queries])
+            metrics = geolocation_metrics(pred, latlon[queries])
+            rows.append({"seed": seed, "gallery": kind, "size": len(gallery), "queries": len(queries),
+                         "geoscore": metrics["geoscore"], "median_km": metrics["median_km"]})
+    return pd.DataFrame(rows), group_size_histogram(table, group_columns)
