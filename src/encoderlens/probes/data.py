@@ -49,7 +49,8 @@ def drop_rare(labels: np.ndarray, present: np.ndarray, min_per_class: int) -> tu
     return keep, int(counts[counts < min_per_class].sum()), len(rare)
 
 
-def stratified_split(y: np.ndarray, test_size: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, bool]:
+def stratified_split(y: np.ndarray, test_size: float = 0.2,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, bool]:
     """Positions (train, test, stratified) of a seeded stratified split of `y` with every class in train.
 
     First scikit-learn's ``train_test_split(stratify=y)``. It refuses a class with one sample and a
@@ -97,12 +98,23 @@ def split_level(values, min_per_class: int = 2, test_size: float = 0.2, seed: in
                       int((~present).sum()), dropped_samples, dropped_classes, stratified)
 
 
-def standardize(train: np.ndarray, *others: np.ndarray, dtype=np.float32) -> list[np.ndarray]:
+def standardize(train: np.ndarray, *others: np.ndarray, dtype=np.float32,
+                chunk_rows: int = 65536) -> list[np.ndarray]:
     """Centre and scale every array by the mean and (population) std of `train`; constant features
-    are centred only. Statistics in float64, outputs in `dtype`."""
+    are centred only. Statistics accumulate in float64 over row chunks (no float64 copy of the
+    data); outputs are new arrays in `dtype`, the inputs are left alone."""
     train = np.asarray(train)
-    mean = train.mean(axis=0, dtype=np.float64)
-    std = train.std(axis=0, dtype=np.float64)
+    if train.ndim != 2 or len(train) == 0:
+        raise ValueError(f"train must be a non-empty (N, D) array, got shape {train.shape}")
+    chunks = range(0, len(train), chunk_rows)
+    mean = sum(train[i:i + chunk_rows].sum(axis=0, dtype=np.float64) for i in chunks) / len(train)
+    squares = sum(np.square(train[i:i + chunk_rows] - mean).sum(axis=0) for i in chunks)
+    std = np.sqrt(squares / len(train))
     std[std == 0] = 1.0
-    return [((np.asarray(a, dtype=np.float64) - mean) / std).astype(dtype, copy=False)
-            for a in (train, *others)]
+    outputs = []
+    for array in (train, *others):
+        out = np.array(array, dtype=dtype, copy=True)
+        out -= mean.astype(dtype)
+        out /= std.astype(dtype)
+        outputs.append(out)
+    return outputs

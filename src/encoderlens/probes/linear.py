@@ -146,7 +146,8 @@ def fit_logistic(X, y, C: float = 1.0, max_iter: int = 100, tol: float = 1e-4, d
         return loss
 
     optimizer = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, max_eval=20 * max_iter,
-                                  tolerance_grad=tol, tolerance_change=TOLERANCE_CHANGE, history_size=history_size,
+                                  tolerance_grad=tol, tolerance_change=TOLERANCE_CHANGE,
+                                  history_size=history_size,
                                   line_search_fn="strong_wolfe")
     optimizer.step(closure)
     state = optimizer.state[W]
