@@ -53,6 +53,17 @@ def read_all(path):
         return arrays, dict(handle.attrs)
 
 
+def assert_same_files(reference, out):
+    """Both HDF5 files hold the same datasets with bit-identical arrays and the same attributes."""
+    for name in ("embeddings.h5", "attention.h5"):
+        want, want_attributes = read_all(reference / name)
+        got, got_attributes = read_all(out / name)
+        assert want.keys() == got.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        assert got_attributes.keys() == want_attributes.keys()
+
+
 def test_dinov2_files_follow_the_contract(tmp_path, model_folders, images):
     settings = ExtractionSettings(batch_size=3, attention_layers=[0, -1], embedding_layers=[-1])
     adapter, out = run(tmp_path, "dinov2", model_folders, images, settings)
@@ -139,13 +150,7 @@ def test_a_crashed_run_resumes_and_equals_an_uninterrupted_one(tmp_path, model_f
     extract(ids, paths, adapter, out / "embeddings.h5", out / "attention.h5", settings,
             {"model": "tiny_dinov2"})
     assert calls["n"] - 100 == 2  # 4 batches of 3 for 10 images, 2 were already done
-    for name in ("embeddings.h5", "attention.h5"):
-        want, want_attributes = read_all(reference / name)
-        got, got_attributes = read_all(out / name)
-        assert want.keys() == got.keys()
-        for key in want:
-            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-        assert got_attributes.keys() == want_attributes.keys()
+    assert_same_files(reference, out)
 
 
 def test_shards_from_other_settings_are_discarded(tmp_path, model_folders, images):
@@ -236,9 +241,4 @@ def test_a_killed_process_resumes_to_the_same_files(tmp_path, model_folders, ima
 
     extract(ids, paths, adapter, out / "embeddings.h5", out / "attention.h5", settings,
             {"model": "tiny_dinov2"})
-    for name in ("embeddings.h5", "attention.h5"):
-        want, _ = read_all(reference / name)
-        got, _ = read_all(out / name)
-        assert want.keys() == got.keys()
-        for key in want:
-            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    assert_same_files(reference, out)

@@ -15,7 +15,7 @@ import pandas as pd
 from .distance import geolocation_metrics, geoscore, haversine_latlon
 from .gallery import group_size_histogram, random_gallery, representative_gallery
 from .geometry import anisotropy, cosine_vs_distance
-from .knn import knn_geolocate, split_gallery_queries
+from .knn import knn_geolocate, knn_search, split_gallery_queries, weighted_location
 from .places_lookup import admin_accuracy, predicted_places
 
 ADMIN_LEVELS = {"country": ("cc", "country"), "region": ("admin1", "region"),
@@ -62,9 +62,12 @@ def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.D
     truth = table.iloc[query_rows].reset_index(drop=True)
     metrics, predictions = [], []
     for name, matrix in features.items():
-        for method, kk, weighted in (("top1", 1, False), (f"weighted_top{k}", k, True)):
-            pred, neighbours, similarity = knn_geolocate(matrix[gallery_rows], latlon[gallery_rows],
-                                                         matrix[query_rows], k=kk, weighted=weighted)
+        # one search serves both methods: the top-1 neighbour is the first of the k
+        neighbours, similarity = knn_search(matrix[gallery_rows], matrix[query_rows], k=k)
+        located = latlon[gallery_rows][neighbours]  # (Q, k, 2)
+        methods = {"top1": located[:, 0].copy(),
+                   f"weighted_top{k}": weighted_location(located, similarity)}
+        for method, pred in methods.items():
             row = {"features": name, "method": method, **geolocation_metrics(pred, latlon[query_rows])}
             nearest = predicted_places(pred, places)
             for level, result in admin_accuracy(nearest, truth, ADMIN_LEVELS).items():
