@@ -57,6 +57,15 @@ def _frame(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns]
 
 
+def _image_masks(annotations: pd.DataFrame, size: int):
+    """{(image_id,): union of its boxes} and {image_id: [(feature, that feature's mask), ...]}."""
+    masks = box_masks(annotations, size)
+    features_of = {key[0]: [] for key in masks}
+    for (image_id, feature), mask in box_masks(annotations, size, by=("image_id", "feature")).items():
+        features_of[image_id].append((feature, mask))
+    return masks, features_of
+
+
 def score_attention_file(attention_path: str | Path, annotations: pd.DataFrame, model: str, variant: str,
                          thresholds: Sequence[float], tolerance: float,
                          analysis_size: int | None = None,
@@ -66,11 +75,7 @@ def score_attention_file(attention_path: str | Path, annotations: pd.DataFrame, 
     with h5py.File(attention_path, "r") as store:
         ids = [i.decode() if isinstance(i, bytes) else i for i in store["ids"][()]]
         size = int(analysis_size or store.attrs["image_size"])
-        masks = box_masks(annotations, size)
-        per_feature = box_masks(annotations, size, by=("image_id", "feature"))
-        features_of = {}
-        for image_id, feature in per_feature:
-            features_of.setdefault(image_id, []).append(feature)
+        masks, features_of = _image_masks(annotations, size)
         annotated = [(row, image_id) for row, image_id in enumerate(ids) if (image_id,) in masks]
         chosen = available_methods(store) if methods is None else [m for m in methods if m in store]
         for method in chosen:
@@ -80,8 +85,8 @@ def score_attention_file(attention_path: str | Path, annotations: pd.DataFrame, 
                 labels = {"image_id": image_id, "model": model, "variant": variant, "method": method}
                 scores = score_maps(maps, masks[(image_id,)], thresholds, tolerance)
                 parts.append(_long_rows(scores, labels, read.layer, read.head))
-                for feature in features_of.get(image_id, []):
-                    scores = score_maps(maps, per_feature[(image_id, feature)], thresholds, tolerance)
+                for feature, feature_mask in features_of[image_id]:
+                    scores = score_maps(maps, feature_mask, thresholds, tolerance)
                     feature_parts.append(_long_rows(scores, {**labels, "feature": feature},
                                                     read.layer, read.head))
     return _frame(parts, COLUMNS), _frame(feature_parts, FEATURE_COLUMNS)
@@ -94,8 +99,7 @@ def score_baselines(manifest: pd.DataFrame, annotations: pd.DataFrame, baselines
 
     A baseline with R draws is scored per draw and the scores averaged, so its rows are expectations.
     """
-    masks = box_masks(annotations, size)
-    per_feature = box_masks(annotations, size, by=("image_id", "feature"))
+    masks, features_of = _image_masks(annotations, size)
     paths = dict(zip(manifest["image_id"].astype(str), manifest["path"]))
     parts, feature_parts = [], []
     none = np.array([-1])
@@ -107,9 +111,8 @@ def score_baselines(manifest: pd.DataFrame, annotations: pd.DataFrame, baselines
             labels = {"image_id": image_id, "model": "baseline", "variant": "", "method": name}
             parts.append(_long_rows(score_maps(maps, mask, thresholds, tolerance).average(),
                                     labels, none, np.array([""])))
-            for (other, feature), feature_mask in per_feature.items():
-                if other == image_id:
-                    scores = score_maps(maps, feature_mask, thresholds, tolerance).average()
-                    feature_parts.append(_long_rows(scores, {**labels, "feature": feature},
-                                                    none, np.array([""])))
+            for feature, feature_mask in features_of[image_id]:
+                scores = score_maps(maps, feature_mask, thresholds, tolerance).average()
+                feature_parts.append(_long_rows(scores, {**labels, "feature": feature},
+                                                none, np.array([""])))
     return _frame(parts, COLUMNS), _frame(feature_parts, FEATURE_COLUMNS)

@@ -119,10 +119,11 @@ def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
     # CNNs have no attention: their map is Grad-CAM on the classifier the checkpoint ships
     logits_model = classifier_logits(adapter) if hasattr(adapter, "target_layers") else None
     for batch_index, pixels in enumerate(progress, start=batches_done):
-        arrays = _encode_batch(adapter, pixels.to(device), settings, attention_layers, embedding_layers)
+        pixels = pixels.to(device)
+        arrays = _encode_batch(adapter, pixels, settings, attention_layers, embedding_layers)
         if logits_model is not None:
-            arrays["att_gradcam"] = gradcam_maps(adapter, pixels.to(device),
-                                                 settings.gradcam_target_class, logits_model)
+            arrays["att_gradcam"] = gradcam_maps(adapter, pixels, settings.gradcam_target_class,
+                                                 logits_model)
         shards.write(batch_index, arrays)
 
     _gather(shards, n_batches, list(ids), embeddings_path, attention_path, attributes,
