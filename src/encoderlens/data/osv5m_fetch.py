@@ -23,10 +23,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import hf_hub_download
 
 from encoderlens.data.archive import safe_extract
-from encoderlens.models.hub import call_hub, hub_endpoint, hub_token, resolve_revision
+from encoderlens.models.hub import call_hub, hub_client, resolve_revision
 
 OSV5M_REPO = "osv5m/osv5m"
 SPLIT = "test"
@@ -113,9 +113,7 @@ def fetch_osv5m(dest: str | Path, repo_id: str = OSV5M_REPO, *, revision: str,
         raise ValueError(f"stratify must be 'country' or None, got {stratify!r}")
     dest = Path(dest)
     cache = dest.with_name(dest.name + ".download")
-    token = hub_token(token)
-    endpoint = hub_endpoint()
-    api = HfApi(endpoint=endpoint, token=token or False)
+    api, token, endpoint = hub_client(token)
     commit, files = resolve_revision(api, repo_id, revision, "dataset", token)
     wanted = [f"{SPLIT}.csv"] + [shard_path(s) for s in shards]
     absent = [name for name in wanted if name not in files]

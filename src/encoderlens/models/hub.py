@@ -60,6 +60,14 @@ def hub_endpoint() -> str | None:
     return endpoint or None
 
 
+def hub_client(token: str | None = None) -> tuple[HfApi, str | None, str | None]:
+    """(API client, token, endpoint) for one download; the token from the argument or HF_TOKEN."""
+    token = hub_token(token)
+    endpoint = hub_endpoint()
+    # token=False, not None: stop huggingface_hub from looking a token up on its own
+    return HfApi(endpoint=endpoint, token=token or False), token, endpoint
+
+
 def call_hub(what: str, token: str | None, function, /, *args, **kwargs):
     """`function(*args, **kwargs)` with the token redacted from its log lines and from any error.
 
@@ -120,10 +128,7 @@ def snapshot_model(family: str, hub_id: str, revision: str, dest: str | Path,
         raise ValueError(f"unknown model family {family!r}; known families: {', '.join(FAMILY_CONFIG_FILES)}")
     dest = Path(dest)
     temporary = dest.with_name(dest.name + ".tmp")
-    token = hub_token(token)
-    endpoint = hub_endpoint()
-    # token=False, not None: stop huggingface_hub from looking a token up on its own
-    api = HfApi(endpoint=endpoint, token=token or False)
+    api, token, endpoint = hub_client(token)
     commit, files = resolve_revision(api, hub_id, revision, "model", token)
     if "config.json" not in files:
         raise FileNotFoundError(f"{hub_id}@{commit}: no config.json; files: {sorted(files)}")
