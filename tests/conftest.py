@@ -30,3 +30,20 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
 @pytest.fixture
 def workflow_copy(tmp_path):
     return copy_workflow(tmp_path / "workflow")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One full run of the demo DAG shared by every end-to-end test module. Read-only: a test that
+    changes the config or deletes outputs works on `clone_run(demo_run, tmp_path)` instead."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "workflow")
+    result = snakemake(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return workdir
+
+
+def clone_run(workdir: Path, destination: Path) -> Path:
+    """A copy of a finished run (outputs, logs and .snakemake metadata, modification times kept), so a
+    test can change it without disturbing the shared run."""
+    shutil.copytree(workdir, destination, symlinks=True)
+    return destination

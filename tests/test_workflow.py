@@ -6,17 +6,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, snakemake
+from conftest import snakemake
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "workflow")
-    result = snakemake(workdir, "--cores", "2")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return workdir
 
 
 def demo_config(workdir):
