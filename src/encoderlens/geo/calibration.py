@@ -1,0 +1,77 @@
+"""The target curve of distance-calibrated fine-tuning: what cosine a pair of images *should* have at
+a given great-circle distance.
+
+The curve is fitted to the frozen model's own behaviour, so calibration sharpens what the encoder
+already knows instead of imposing an arbitrary shape: per distance bin, the mean cosine of the frozen
+embeddings' pairs; then the monotone decreasing (isotonic) fit of those means, weighted by the pairs
+per bin, because nearer places should never be less similar than farther ones. Between bin centres
+the curve is linear in log(1 + d); beyond the outermost centres it is flat.
+
+A bin's centre is the geometric mean of its edges (the midpoint of a log-spaced bin), with 1 km
+standing in for a 0 km lower edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TargetCurve:
+    """Piecewise-linear in log(1 + distance): knots at `distance_km` with values `cosine`."""
+
+    distance_km: np.ndarray
+    cosine: np.ndarray
+
+    def __call__(self, distance_km) -> np.ndarray:
+        x = np.log1p(np.asarray(distance_km, dtype=np.float64))
+        return np.interp(x, np.log1p(self.distance_km), self.cosine)
+
+    def to_table(self) -> pd.DataFrame:
+        return pd.DataFrame({"distance_km": self.distance_km, "target_cosine": self.cosine})
+
+
+def bin_centres_km(lo_km, hi_km) -> np.ndarray:
+    lo = np.maximum(np.asarray(lo_km, dtype=np.float64), 1.0)
+    hi = np.maximum(np.asarray(hi_km, dtype=np.float64), lo)
+    return np.sqrt(lo * hi)
+
+
+def fit_target_curve(bins: pd.DataFrame) -> TargetCurve:
+    """Monotone decreasing curve from a `binned_cosine` table (lo_km, hi_km, count, cosine_mean).
+
+    Empty bins are ignored; at least one non-empty bin is needed.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    used = bins[bins["count"] > 0].sort_values("lo_km")
+    if used.empty:
+        raise ValueError("no distance bin holds a pair: the target curve needs at least one")
+    centres = bin_centres_km(used["lo_km"], used["hi_km"])
+    fit = IsotonicRegression(increasing=False).fit(np.log1p(centres), used["cosine_mean"].to_numpy(),
+                                                   sample_weight=used["count"].to_numpy(dtype=np.float64))
+    return TargetCurve(distance_km=centres, cosine=fit.predict(np.log1p(centres)))
+
+
+def collapse_report(embeddings) -> dict:
+    """Signs of collapse in a set of embeddings: per-dimension std of the L2-normalised vectors
+    (mean over dimensions) and the effective rank / participation ratio of their covariance."""
+    from .geometry import anisotropy
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    spectrum = anisotropy(x, normalise=True)
+    return {"embedding_std": float(unit.std(axis=0).mean()),
+            "effective_rank": float(spectrum["effective_rank"]),
+            "participation_ratio": float(spectrum["participation_ratio"]),
+            "mean_pairwise_cosine": float(spectrum["mean_pairwise_cosine"])}
+
+
+def compare_before_after(before: dict, after: dict, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per metric: before, after, change."""
+    return pd.DataFrame([{"metric": key, "frozen": before[key], "calibrated": after[key],
+                          "change": after[key] - before[key]} for key in keys])

@@ -1,0 +1,60 @@
+"""The target curve of distance-calibrated fine-tuning and the collapse report."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encoderlens.geo.calibration import bin_centres_km, collapse_report, fit_target_curve
+from encoderlens.geo.geometry import binned_cosine
+
+
+def test_bin_centres_are_geometric_means_with_one_km_for_zero():
+    assert bin_centres_km([0, 100], [25, 400]).tolist() == pytest.approx([5.0, 200.0])
+
+
+def test_a_decreasing_binned_curve_is_kept_and_interpolated_in_log_distance():
+    bins = pd.DataFrame({"lo_km": [0, 100, 1000], "hi_km": [100, 1000, 10000], "count": [5, 5, 5],
+                         "cosine_mean": [0.9, 0.6, 0.3]})
+    curve = fit_target_curve(bins)
+    assert curve.cosine.tolist() == pytest.approx([0.9, 0.6, 0.3])
+    assert curve(curve.distance_km).tolist() == pytest.approx([0.9, 0.6, 0.3])
+    # halfway between two knots in log(1 + d)
+    x = (np.log1p(curve.distance_km[0]) + np.log1p(curve.distance_km[1])) / 2
+    assert curve(np.expm1(x)) == pytest.approx(0.75)
+    # flat beyond the outer knots
+    assert curve([0.0, 20000.0]).tolist() == pytest.approx([0.9, 0.3])
+
+
+def test_an_increase_is_pooled_by_count_weights_and_empty_bins_are_ignored():
+    bins = pd.DataFrame({"lo_km": [0, 10, 100, 1000], "hi_km": [10, 100, 1000, 10000],
+                         "count": [3, 1, 0, 2], "cosine_mean": [0.5, 0.9, np.nan, 0.1]})
+    curve = fit_target_curve(bins)
+    assert len(curve.distance_km) == 3
+    # pool-adjacent-violators: (3·0.5 + 1·0.9) / 4 = 0.6 for the first two bins
+    assert curve.cosine.tolist() == pytest.approx([0.6, 0.6, 0.1])
+    assert (np.diff(curve(np.geomspace(1, 20000, 50))) <= 1e-12).all()
+
+
+def test_no_pairs_in_any_bin_is_an_error():
+    bins = pd.DataFrame({"lo_km": [0.0], "hi_km": [10.0], "count": [0], "cosine_mean": [np.nan]})
+    with pytest.raises(ValueError, match="no distance bin"):
+        fit_target_curve(bins)
+
+
+def test_the_curve_fits_the_binned_means_of_real_pairs():
+    rng = np.random.default_rng(0)
+    distance = rng.uniform(0, 5000, 4000)
+    cosine = 0.8 - 0.1 * np.log1p(distance) / np.log1p(5000) * 5 + rng.normal(0, 0.02, distance.size)
+    bins = binned_cosine(cosine, distance, [0, 10, 100, 1000, 5000])
+    curve = fit_target_curve(bins)
+    assert curve.cosine.tolist() == pytest.approx(bins["cosine_mean"].tolist())  # already decreasing
+
+
+def test_collapse_report_tells_a_collapsed_set_from_a_spread_one():
+    rng = np.random.default_rng(1)
+    spread = rng.normal(size=(200, 16))
+    collapsed = np.ones((200, 16)) + 1e-3 * rng.normal(size=(200, 16))
+    a, b = collapse_report(spread), collapse_report(collapsed)
+    assert a["effective_rank"] > 12 and a["mean_pairwise_cosine"] == pytest.approx(0, abs=0.05)
+    assert b["embedding_std"] < 0.01 < a["embedding_std"]
+    assert b["mean_pairwise_cosine"] > 0.99
