@@ -58,3 +58,21 @@ def test_collapse_report_tells_a_collapsed_set_from_a_spread_one():
     assert a["effective_rank"] > 12 and a["mean_pairwise_cosine"] == pytest.approx(0, abs=0.05)
     assert b["embedding_std"] < 0.01 < a["embedding_std"]
     assert b["mean_pairwise_cosine"] > 0.99
+
+
+def _metrics(**overrides):
+    base = {"geoscore": 1000.0, "median_km": 900.0, "pearson_r": -0.1, "spearman_rho": -0.12,
+            "embedding_std": 0.2, "effective_rank": 10.0, "participation_ratio": 6.0,
+            "mean_pairwise_cosine": 0.3}
+    return base | overrides
+
+
+def test_calibration_summary_reports_changes_and_flags_collapse():
+    from encoderlens.geo.calibration import calibration_summary
+
+    table = calibration_summary(_metrics(), _metrics(geoscore=1500.0, spearman_rho=-0.4)).set_index("metric")
+    assert table.loc["geoscore", "change"] == pytest.approx(500.0)
+    assert table.loc["spearman_rho", "calibrated"] == pytest.approx(-0.4)
+    assert not table["collapse"].any()
+    collapsed = calibration_summary(_metrics(), _metrics(effective_rank=4.0))
+    assert collapsed["collapse"].all()

@@ -71,7 +71,19 @@ def collapse_report(embeddings) -> dict:
             "mean_pairwise_cosine": float(spectrum["mean_pairwise_cosine"])}
 
 
-def compare_before_after(before: dict, after: dict, keys: Sequence[str]) -> pd.DataFrame:
-    """One row per metric: before, after, change."""
-    return pd.DataFrame([{"metric": key, "frozen": before[key], "calibrated": after[key],
-                          "change": after[key] - before[key]} for key in keys])
+COLLAPSE_DROP = 0.5  # a calibrated set whose effective rank or spread halves is flagged as collapsing
+
+
+def calibration_summary(frozen: dict, calibrated: dict) -> pd.DataFrame:
+    """One row per metric with the frozen and calibrated values and the change, and whether the
+    calibrated embeddings show collapse (effective rank or per-dimension spread below half of frozen).
+
+    Each dict holds: geoscore, median_km (kNN top-1 on the held-out queries), pearson_r, spearman_rho
+    (cosine vs distance), and the `collapse_report` keys.
+    """
+    keys = ("geoscore", "median_km", "pearson_r", "spearman_rho", "embedding_std", "effective_rank",
+            "participation_ratio", "mean_pairwise_cosine")
+    table = pd.DataFrame([{"metric": key, "frozen": float(frozen[key]), "calibrated": float(calibrated[key]),
+                           "change": float(calibrated[key]) - float(frozen[key])} for key in keys])
+    collapsing = any(calibrated[key] < COLLAPSE_DROP * frozen[key] for key in ("effective_rank", "embedding_std"))
+    return table.assign(collapse=collapsing)

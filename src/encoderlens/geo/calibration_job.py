@@ -1,0 +1,109 @@
+"""One distance-calibration job: frozen embeddings, manifest and checkpoint in; a LoRA adapter of the
+image tower, its training history and the target curve out.
+
+The target curve is fitted on the frozen embeddings of the gallery images only (pairs sampled as in
+the geometry study), and only gallery images train, so the kNN queries stay unseen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from encoderlens.extract.run import ImageFiles, resolve_device
+from encoderlens.models.registry import load_adapter
+from encoderlens.tables import write_table
+
+from .calibrated_tuning import CalibrationSettings, train
+from .calibration import fit_target_curve
+from .geometry import binned_cosine, pair_cosine_distance
+from .knn import split_gallery_queries
+from .study import aligned_manifest, read_features
+
+
+LORA_TARGETS = {"dinov2": ["query", "value"], "dinov3": ["q_proj", "v_proj"], "mae": ["query", "value"],
+                "clip": ["q_proj", "v_proj"], "siglip": ["q_proj", "v_proj"]}
+
+
+def apply_lora(model, family: str, rank: int, alpha: int, dropout: float):
+    from peft import LoraConfig, get_peft_model
+
+    if family not in LORA_TARGETS:
+        raise ValueError(f"LoRA needs attention projections; family {family!r} has none")
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGETS[family])
+    return get_peft_model(model, config)
+
+
+def save_adapter(model, folder: Path) -> None:
+    model.save_pretrained(str(folder), safe_serialization=True)
+
+
+def differentiable_features(adapter, pixels: torch.Tensor, feature: str) -> torch.Tensor:
+    """The named embedding (cls, mean, cls_raw) with gradients: the adapter's own forward pass,
+    without the no_grad that `encode` carries for extraction."""
+    output = type(adapter).encode.__wrapped__(adapter, pixels, attentions=False)
+    value = getattr(output, feature)
+    if value is None:
+        raise ValueError(f"{adapter.family} has no {feature!r} embedding to calibrate")
+    return value
+
+
+def target_curve_for(embeddings: np.ndarray, latlon: np.ndarray, n_pairs: int, seed: int, bins_km):
+    _, _, cosine, distance = pair_cosine_distance(embeddings, latlon, n_pairs=n_pairs, seed=seed)
+    return fit_target_curve(binned_cosine(cosine, distance, bins_km))
+
+
+def calibrate(manifest_path, frozen_embeddings, model_folder, family: str, image_size: int | None,
+              settings: dict, out_folder, threads: int = 1, device: str = "cpu") -> None:
+    """Train the adapter; writes `adapter/` (peft, safetensors), `history.csv`, `target_curve.parquet`."""
+    torch.set_num_threads(max(1, threads))
+    out_folder = Path(out_folder)
+    feature = settings["feature"]
+    ids, features = read_features(frozen_embeddings, [feature])
+    if feature not in features:
+        raise ValueError(f"{frozen_embeddings} has no /{feature} embeddings to calibrate")
+    table = aligned_manifest(pd.read_parquet(manifest_path), ids)
+    gallery, _ = split_gallery_queries(len(table), settings["query_fraction"], settings["seed"])
+    latlon = table[["latitude", "longitude"]].to_numpy(dtype=float)[gallery]
+    n_pairs = min(settings["curve_pairs"], len(gallery) * (len(gallery) - 1) // 2)
+    curve = target_curve_for(features[feature][gallery], latlon, n_pairs, settings["seed"],
+                             settings["distance_bins_km"])
+    print(f"{len(gallery)} gallery images train; target cosine {np.round(curve.cosine, 4).tolist()} "
+          f"at {np.round(curve.distance_km, 1).tolist()} km", file=sys.stderr)
+
+    torch.manual_seed(settings["seed"])
+    adapter = load_adapter(family, model_folder, image_size=image_size)
+    run_device = resolve_device(device)
+    adapter.model = apply_lora(adapter.model, family, rank=settings["lora_rank"],
+                               alpha=settings["lora_alpha"], dropout=settings["lora_dropout"])
+    adapter.to(run_device)
+    adapter.model.train()
+    images = ImageFiles(table["path"].to_numpy()[gallery].tolist(), adapter.preprocess)
+    trainable = [p for p in adapter.model.parameters() if p.requires_grad]
+    work = out_folder.with_name(out_folder.name + ".work")
+    history = train(lambda pixels: differentiable_features(adapter, pixels, feature), trainable,
+                    lambda rows: torch.stack([images[int(r)] for r in rows]), latlon, curve,
+                    CalibrationSettings(epochs=settings["epochs"], batch_size=settings["batch_size"],
+                                        lr=settings["lr"], seed=settings["seed"]),
+                    work, device=run_device)
+
+    staging = out_folder.with_name(out_folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_adapter(adapter.model, staging / "adapter")
+    history.to_csv(staging / "history.csv", index=False)
+    curve.to_table().to_parquet(staging / "target_curve.parquet")
+    (staging / "training.json").write_text(json.dumps(
+        {"feature": feature, "train_images": int(len(gallery)), "trainable_parameters": int(sum(p.numel() for p in trainable)),
+         **{k: settings[k] for k in ("epochs", "batch_size", "lr", "lora_rank", "lora_alpha", "lora_dropout", "seed")}},
+        indent=1))
+    shutil.rmtree(out_folder, ignore_errors=True)
+    os.replace(staging, out_folder)
+    shutil.rmtree(work, ignore_errors=True)
