@@ -13,12 +13,22 @@ if not workflow.config_settings.configfiles:
     configfile: "config.yaml"
 
 
+# snakemake --report report.html (or .zip): every figure and the numbers behind it, by study
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
+include: "rules/resources.smk"
 include: "rules/datasets.smk"
 include: "rules/models.smk"
 include: "rules/extract.smk"
 include: "rules/alignment.smk"
+include: "rules/stats.smk"
 include: "rules/geo.smk"
+include: "rules/finetune.smk"
+include: "rules/captions.smk"
+include: "rules/dashboard.smk"
+include: "rules/report.smk"
 
 
 rule all:

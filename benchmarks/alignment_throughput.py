@@ -1,18 +1,19 @@
 """Alignment scoring throughput: (map x threshold) IoU evaluations per second at the analysis resolution.
 
-Workload: per image, `--maps-per-image` maps (default 144 = 12 layers x 12 heads of a ViT-B) on a
-14x14 grid, upsampled bilinearly to 224x224 and scored against the image's box mask at the 7 default
-thresholds (plus coverage and the pointing game, which come with every call). Maps are Dirichlet(0.3)
-draws over the grid (peaked, like trained attention) or, with --kind noise, i.i.d. uniform pixels at
-224x224 (the flattest case for the mass thresholds).
+Workload: `--images` images, each with `--maps-per-image` maps (default 144 = 12 layers x 12 heads of
+a ViT-B) on a 14x14 grid, upsampled bilinearly to 224x224 and scored against the image's box mask at
+the 7 default thresholds (plus coverage and the pointing game, which come with every score). Maps are
+Dirichlet(0.3) draws over the grid (peaked, like trained attention) or, with --kind noise, i.i.d.
+uniform pixels at 224x224 (the flattest case for the mass thresholds, like the random baseline).
 
-Measured:
-- score: `score_maps` on maps already upsampled, one process;
-- pipeline: upsample + score per image, in 1 and in `--workers` processes (one thread each; with
-  --kind noise it includes drawing the noise, which costs as much as scoring it);
-- loop: the per-map, per-threshold reference (`mass_iou`: one full sort per map and threshold), on
-  `--loop-maps` maps, and the ratio of `score_maps` to it;
-- upsample alone.
+Measured (medians of --repeats runs; wall and CPU seconds, since the machine may be shared):
+- kernel: `score_grid_maps` (upsampling inside the compiled kernel) on all maps in one call, on 1
+  and on --threads threads, as `alignment.study` calls it; `score_maps` for --kind noise;
+- reference: the NumPy implementation (`upsample` + `score_maps_reference`, one sort per map) on
+  --reference-images images, and the ratio kernel / reference;
+- loop: the per-map, per-threshold Python loop (`mass_iou`: one full sort per map and threshold) on
+  --loop-maps maps, and the ratio kernel / loop;
+- compile: the first call in a fresh process with an empty numba cache, and with the cache filled.
 Target: >= 100,000 pairs/s on 2 CPU cores (1,000,000 IoU evaluations in 10 s).
 
     python benchmarks/alignment_throughput.py
@@ -24,57 +25,66 @@ from __future__ import annotations
 import argparse
 import json
 import os
-
-# one BLAS thread per process: the 2-process runs must not oversubscribe the 2 cores
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import platform
+import subprocess
+import sys
+import tempfile
 import time
-from multiprocessing import get_context
 
 import numpy as np
-import torch
 
-from encoderlens.alignment import DEFAULT_THRESHOLDS, box_mask, mass_iou, score_maps, upsample
+from encoderlens.alignment import (DEFAULT_THRESHOLDS, box_mask, mass_iou, score_grid_maps, score_maps,
+                                   score_maps_reference, upsample)
+
+COMPILE_PROBE = """
+import time, numpy as np
+start = time.perf_counter()
+from encoderlens.alignment import score_grid_maps
+imported = time.perf_counter()
+score_grid_maps(np.ones((1, 14, 14), np.float32), np.ones((1, 224, 224), bool), threads=1)
+print(imported - start, time.perf_counter() - imported)
+"""
 
 
-def image_workload(seed: int, args) -> tuple[np.ndarray, np.ndarray]:
-    """One image's maps, (V, 14, 14) grid maps or (V, S, S) noise maps, and its box mask."""
-    rng = np.random.default_rng(seed)
+def workload(args) -> tuple[np.ndarray, np.ndarray]:
+    """All maps, (I * V, 14, 14) grids or (I * V, S, S) noise, and the images' masks (I, S, S)."""
+    rng = np.random.default_rng(0)
     size = args.size
-    left, top = rng.uniform(0, 0.6, 2)
-    mask = box_mask([[left, top, rng.uniform(0.1, 0.4), rng.uniform(0.1, 0.4)]], size)
+    masks = []
+    for _ in range(args.images):
+        left, top = rng.uniform(0, 0.6, 2)
+        masks.append(box_mask([[left, top, rng.uniform(0.1, 0.4), rng.uniform(0.1, 0.4)]], size))
+    n_maps = args.images * args.maps_per_image
     if args.kind == "noise":
-        return rng.random((args.maps_per_image, size, size), dtype=np.float32), mask
-    grid = rng.dirichlet(np.full(args.grid**2, 0.3), size=args.maps_per_image).astype(np.float32)
-    return grid.reshape(-1, args.grid, args.grid), mask
+        maps = rng.random((n_maps, size, size), dtype=np.float32)
+    else:
+        maps = rng.dirichlet(np.full(args.grid**2, 0.3), size=n_maps).astype(np.float32)
+        maps = maps.reshape(-1, args.grid, args.grid)
+    return maps, np.stack(masks)
 
 
-def to_analysis(maps: np.ndarray, size: int) -> np.ndarray:
-    return maps if maps.shape[-1] == size else upsample(maps, size)
+def timed(function, repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of `repeats` calls."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        function()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return float(np.median(wall)), float(np.median(cpu))
 
 
-def pipeline_worker(job) -> int:
-    """Upsample and score the images `seeds`; returns the number of (map, threshold) pairs."""
-    seeds, args = job
-    torch.set_num_threads(1)
-    pairs = 0
-    for seed in seeds:
-        maps, mask = image_workload(seed, args)
-        scores = score_maps(to_analysis(maps, args.size), mask)
-        pairs += scores.iou.size
-    return pairs
-
-
-def run_pipeline(args, workers: int) -> float:
-    """Pairs per second of `workers` processes, timed after they have started and imported."""
-    seeds = list(range(args.images))
-    jobs = [(seeds[w::workers], args) for w in range(workers)]
-    with get_context("spawn").Pool(workers) as pool:
-        pool.map(pipeline_worker, [([], args)] * workers)  # start and import outside the timing
-        start = time.perf_counter()
-        pairs = sum(pool.map(pipeline_worker, jobs, chunksize=1))
-        return pairs / (time.perf_counter() - start)
+def compile_seconds() -> dict[str, float]:
+    """Import and first-call seconds in fresh processes: empty numba cache, then the filled cache."""
+    result = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for label in ("cold_cache", "warm_cache"):
+            out = subprocess.run([sys.executable, "-c", COMPILE_PROBE], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            result["import_s"] = round(float(out[0]), 2)
+            result[f"first_call_{label}_s"] = round(float(out[1]), 2)
+    return result
 
 
 def main() -> None:
@@ -84,48 +94,58 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=14)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--kind", choices=["attention", "noise"], default="attention")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reference-images", type=int, default=2)
     parser.add_argument("--loop-maps", type=int, default=12)
+    parser.add_argument("--no-compile", action="store_true", help="skip the compile-time probe")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     n_thresholds = len(DEFAULT_THRESHOLDS)
+    load_before = os.getloadavg()
+    maps, masks = workload(args)
+    image_of_map = np.repeat(np.arange(args.images), args.maps_per_image)
+    pairs = len(maps) * n_thresholds
 
-    # scoring alone, one process, maps already at the analysis resolution
-    images = [image_workload(seed, args) for seed in range(min(args.images, 10))]
-    upsample_start = time.perf_counter()
-    analysis = [(to_analysis(maps, args.size), mask) for maps, mask in images]
-    upsample_seconds = time.perf_counter() - upsample_start
-    start = time.perf_counter()
-    for maps, mask in analysis:
-        score_maps(maps, mask)
-    score_seconds = time.perf_counter() - start
-    n_maps = sum(len(maps) for maps, _ in analysis)
-    score_rate = n_maps * n_thresholds / score_seconds
+    def kernel(threads: int):
+        if args.kind == "noise":
+            return score_maps(maps, masks[image_of_map], threads=threads)
+        return score_grid_maps(maps, masks, np.arange(len(maps)), image_of_map, threads=threads)
 
-    # the per-map, per-threshold loop on a few of the same maps
-    maps, mask = analysis[0]
+    kernel(1)  # compile or load the cached kernel outside the timing
+    rates = {}
+    for threads in sorted({1, args.threads}):
+        wall, cpu = timed(lambda: kernel(threads), args.repeats)
+        rates[f"{threads}_thread"] = {"pairs_per_s": round(pairs / wall), "seconds_for_1e6_pairs":
+                                      round(1e6 / pairs * wall, 2), "us_per_map_wall": round(wall / len(maps) * 1e6, 1),
+                                      "us_per_map_cpu": round(cpu / len(maps) * 1e6, 1)}
+
+    # the NumPy reference and the Python loop, on a few images' maps, one thread
+    few = slice(0, args.reference_images * args.maps_per_image)
+    analysis = maps[few] if args.kind == "noise" else upsample(maps[few], args.size)
+    reference_wall, _ = timed(lambda: score_maps_reference(analysis, masks[image_of_map[few]]), 1)
+    reference_rate = analysis.shape[0] * n_thresholds / reference_wall
     start = time.perf_counter()
-    for saliency in maps[:args.loop_maps]:
+    for saliency in analysis[:args.loop_maps]:
         for percent in DEFAULT_THRESHOLDS:
-            mass_iou(saliency, mask, percent)
+            mass_iou(saliency, masks[0], percent)
     loop_rate = args.loop_maps * n_thresholds / (time.perf_counter() - start)
-
-    pipeline = {f"{workers}_process": run_pipeline(args, workers) for workers in sorted({1, args.workers})}
-    pipeline_us_per_map = {key: 1e6 * n_thresholds / rate for key, rate in pipeline.items()}
+    single = rates["1_thread"]["pairs_per_s"]
+    best = rates[f"{args.threads}_thread"]["pairs_per_s"]
     result = {
         "workload": {"kind": args.kind, "images": args.images, "maps_per_image": args.maps_per_image,
-                     "grid": args.grid, "size": args.size, "thresholds": list(DEFAULT_THRESHOLDS)},
-        "score_pairs_per_s_1_process": round(score_rate),
-        "score_us_per_map": round(score_seconds / n_maps * 1e6, 1),
-        "pipeline_pairs_per_s": {key: round(rate) for key, rate in pipeline.items()},
-        "pipeline_us_per_map": {key: round(value, 1) for key, value in pipeline_us_per_map.items()},
+                     "grid": args.grid, "size": args.size, "thresholds": list(DEFAULT_THRESHOLDS),
+                     "pairs": pairs},
+        "kernel": rates,
+        "reference_pairs_per_s_1_thread": round(reference_rate),
         "loop_pairs_per_s": round(loop_rate, 1),
-        "speedup_vs_loop": round(score_rate / loop_rate, 1),
-        "upsample_maps_per_s": None if args.kind == "noise" else round(n_maps / upsample_seconds),
+        "kernel_1_thread_vs_reference": round(single / reference_rate, 1),
+        "kernel_1_thread_vs_loop": round(single / loop_rate, 1),
+        f"kernel_{args.threads}_threads_vs_loop": round(best / loop_rate, 1),
         "target_pairs_per_s": 100_000,
-        "seconds_for_1e6_pairs": {key: round(1e6 / rate, 1) for key, rate in pipeline.items()},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "torch": torch.__version__},
+        "target_met": best >= 100_000,
+        "compile": None if args.no_compile else compile_seconds(),
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
     }
     print(json.dumps(result, indent=2))
 

@@ -9,6 +9,10 @@ rule alignment:
         alignment=alignment_params,
     log:
         "logs/alignment/{dataset}/{model}/{variant}.log",
+    resources:
+        mem_mb=memory_mb(3000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.3),
+        **slurm_partition(),
     wildcard_constraints:
         dataset=_alternatives(ANNOTATED_DATASETS),
     conda:
@@ -28,6 +32,10 @@ rule baselines:
         baselines=baseline_params,
     log:
         "logs/alignment/{dataset}/baselines.log",
+    resources:
+        mem_mb=memory_mb(3000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.3),
+        **slurm_partition(),
     wildcard_constraints:
         dataset=_alternatives(ANNOTATED_DATASETS),
     conda:

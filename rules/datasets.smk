@@ -5,6 +5,9 @@ rule synthetic_dataset:
         synthetic=synthetic_params,
     log:
         "logs/datasets/{dataset}.synthetic.log",
+    resources:
+        mem_mb=memory_mb(1000, per_image_kb=1),
+        runtime=runtime_minutes(5, per_image_s=0.01),
     wildcard_constraints:
         dataset=_alternatives(SYNTHETIC_DATASETS),
     localrule: True
@@ -25,6 +28,10 @@ rule manifest:
         format=dataset_format,
     log:
         "logs/datasets/{dataset}.manifest.log",
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=2),
+        runtime=runtime_minutes(5, per_image_s=0.02),
+        **slurm_partition(),
     conda:
         "../envs/analysis.yaml"
     script:
@@ -38,6 +45,9 @@ rule download_osv5m:
         download=osv5m_download_params,
     log:
         "logs/datasets/{dataset}.download.log",
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=2),
+        runtime=runtime_minutes(30, per_image_s=0.05),
     wildcard_constraints:
         dataset=_alternatives(OSV5M_DOWNLOADS),
     localrule: True
@@ -55,6 +65,9 @@ rule download_wikichurches:
         download=wikichurches_download_params,
     log:
         "logs/datasets/{dataset}.download.log",
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=2),
+        runtime=runtime_minutes(30, per_image_s=0.1),
     wildcard_constraints:
         dataset=_alternatives(WIKICHURCHES_DOWNLOADS),
     localrule: True
@@ -72,6 +85,9 @@ rule geonames_places:
         geonames=geonames_params,
     log:
         "logs/datasets/geonames.log",
+    resources:
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(15),
     localrule: True
     retries: 2
     conda:

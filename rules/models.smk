@@ -5,6 +5,10 @@ rule tiny_model:
         tiny=tiny_params,
     log:
         "logs/models/{model}.tiny.log",
+    resources:
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(10),
+        **slurm_partition(),
     wildcard_constraints:
         model=_alternatives(TINY_MODELS),
     conda:
@@ -20,6 +24,9 @@ rule hub_snapshot:
         hub=hub_params,
     log:
         "logs/models/{model}.hub.log",
+    resources:
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     wildcard_constraints:
         model=_alternatives(HUB_MODELS),
     localrule: True

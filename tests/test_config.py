@@ -22,12 +22,19 @@ def test_the_demo_config_plans_every_dataset_and_model(workflow_copy):
     result = dry_run(workflow_copy)
     assert result.returncode == 0, result.output
     plan = result.stdout
-    assert plan.count("rule extract:") == 9  # 6 models on churches, 2 on streets, 1 on captions
+    # frozen: 6 models on churches, 2 on streets, 1 on captions; tuned: 3 fine-tuning strategies for 2
+    # models on churches, the distance-calibrated CLIP on streets
+    assert plan.count("rule extract:") == 9 + 6 + 1
     assert plan.count("rule tiny_model:") == 6
     assert plan.count("rule synthetic_dataset:") == 3
-    assert plan.count("rule alignment:") == 6  # every model on the annotated churches
+    assert plan.count("rule alignment:") == 6 + 6  # every model on the annotated churches, and the tuned variants
+    assert plan.count("rule finetune_linear:") == plan.count("rule finetune_lora:") == 2
+    assert plan.count("rule finetune_full:") == plan.count("rule delta_iou:") == 2
+    assert plan.count("rule style_probe:") == 6
     assert plan.count("rule baselines:") == 1
-    assert plan.count("rule probes:") == plan.count("rule retrieval:") == 2  # both models on streets
+    assert plan.count("rule probes:") == 2  # both models on streets
+    assert plan.count("rule retrieval:") == 2 + 1  # and the distance-calibrated CLIP
+    assert plan.count("rule distance_calibration:") == plan.count("rule calibration_summary:") == 1
     assert plan.count("rule attention_stats:") == 2
 
 

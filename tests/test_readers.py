@@ -277,6 +277,9 @@ def test_captions_subsets_bad_images_and_missing_columns(copy):
                                               f"line 7 (id={table.loc[5, 'id']})"]
     assert result.skipped["reason"].tolist()[0] == "missing image file"
     assert result.skipped["reason"].tolist()[1].startswith("unreadable image")
-    table.drop(columns=["language"]).to_csv(root / "captions.csv", index=False)
-    with pytest.raises(ValueError, match=r"captions\.csv: missing required columns \['language'\]"):
+    table.drop(columns=["caption"]).to_csv(root / "captions.csv", index=False)
+    with pytest.raises(ValueError, match=r"captions\.csv: missing required columns \['caption'\]"):
         read_captions(root)
+    # language, country, entity, image and subset are optional (issue #7)
+    table.drop(columns=["language", "country", "entity"]).to_csv(root / "captions.csv", index=False)
+    assert set(read_captions(root).manifest["language"]) == {""}

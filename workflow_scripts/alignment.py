@@ -17,6 +17,7 @@ scores, features = score_attention_file(
     tolerance=settings["pointing_tolerance"],
     analysis_size=settings["analysis_size"],
     methods=settings["methods"],
+    threads=snakemake.threads,
 )
 write_table(scores, snakemake.output.scores)
 write_table(features, snakemake.output.features)

@@ -17,6 +17,7 @@ scores, features = score_baselines(
     tolerance=settings["pointing_tolerance"],
     draws=settings["random_draws"],
     seed=settings["seed"],
+    threads=snakemake.threads,
 )
 write_table(scores, snakemake.output.scores)
 write_table(features, snakemake.output.features)

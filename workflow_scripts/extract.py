@@ -12,4 +12,7 @@ extract_manifest(
     embeddings_path=snakemake.output.embeddings,
     attention_path=snakemake.output.attention,
     threads=snakemake.threads,
+    variant=snakemake.wildcards.variant,
+    tuned_folder=snakemake.params.tuned_folder,
+    splits=snakemake.params.splits,
 )

@@ -22,36 +22,41 @@ def upsample(maps: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """(..., gh, gw) maps -> (..., H, W) float32 by bilinear interpolation.
 
     The same numbers as torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
-    antialias=False): output pixel centre i samples the input at (i + 0.5) * gh / H - 0.5, clamped to the
-    border, so corner pixels align with corner cells, not with the image corners. Written as two small
-    matrix products (rows, then columns), which is several times faster than interpolate on the CPU and
-    keeps torch out of the analysis jobs. The weights are convex, so non-negative maps stay non-negative
-    and a constant map stays constant.
+    antialias=False) up to float32 rounding: output pixel centre i samples the input at
+    (i + 0.5) * gh / H - 0.5, clamped to the border, so corner pixels align with corner cells, not with
+    the image corners. Columns first, then rows; each output value is w0 * a + w1 * b of its two taps
+    in float32, one rounding per operation, which the compiled scoring kernel (`kernel.py`)
+    reproduces bit for bit when it upsamples maps itself. The weights are convex, so non-negative maps
+    stay non-negative and a map already at (H, W) comes back unchanged.
     """
     height, width = as_size(size)
     maps = np.asarray(maps)
     if maps.ndim < 2:
         raise ValueError(f"maps must have shape (..., gh, gw), got {maps.shape}")
     lead, (grid_h, grid_w) = maps.shape[:-2], maps.shape[-2:]
-    rows = _bilinear_weights(grid_h, height)
-    columns = _bilinear_weights(grid_w, width)
+    col_lo, col_hi, col_w0, col_w1 = bilinear_taps(grid_w, width)
+    row_lo, row_hi, row_w0, row_w1 = bilinear_taps(grid_h, height)
     flat = np.ascontiguousarray(maps, dtype=np.float32).reshape(-1, grid_h, grid_w)
-    # columns first as one large product (M*gh, gw) @ (gw, W), then rows per map
-    wide = (flat.reshape(-1, grid_w) @ columns.T).reshape(-1, grid_h, width)
-    return (rows @ wide).reshape(*lead, height, width)
+    wide = flat[:, :, col_lo] * col_w0 + flat[:, :, col_hi] * col_w1                 # (M, gh, W)
+    out = np.empty((len(flat), height, width), dtype=np.float32)  # C order, whatever the indexing gives
+    np.multiply(wide[:, row_lo, :], row_w0[:, None], out=out)
+    out += wide[:, row_hi, :] * row_w1[:, None]
+    return out.reshape(*lead, height, width)
 
 
-def _bilinear_weights(size_in: int, size_out: int) -> np.ndarray:
-    """(size_out, size_in) float32 interpolation weights of PyTorch's align_corners=False rule."""
+def bilinear_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lower index, upper index, lower weight, upper weight) per output position, PyTorch's
+    align_corners=False rule; weights float32. Where both taps hit the same input (the clamped border)
+    the lower one carries the whole weight, 1.0 exactly, and the upper one 0."""
     source = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
     source = np.maximum(source, 0.0)
-    lower = np.minimum(np.floor(source).astype(int), size_in - 1)
+    lower = np.minimum(np.floor(source).astype(np.int64), size_in - 1)
     upper = np.minimum(lower + 1, size_in - 1)
     fraction = source - lower
-    weights = np.zeros((size_out, size_in), dtype=np.float64)
-    np.add.at(weights, (np.arange(size_out), lower), 1.0 - fraction)
-    np.add.at(weights, (np.arange(size_out), upper), fraction)
-    return weights.astype(np.float32)
+    same = upper == lower
+    lower_weight = np.where(same, 1.0, 1.0 - fraction).astype(np.float32)
+    upper_weight = np.where(same, 0.0, fraction).astype(np.float32)
+    return lower, upper, lower_weight, upper_weight
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

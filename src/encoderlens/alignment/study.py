@@ -23,12 +23,12 @@ from PIL import Image
 from .baselines import baseline_maps, image_seed
 from .masks import box_masks
 from .methods import available_methods, read_method
-from .resize import upsample
-from .scores import Scores, score_maps
+from .scores import Scores, score_grid_maps, score_maps
 
 COLUMNS = ["image_id", "model", "variant", "method", "layer", "head", "threshold", "iou", "coverage",
            "pointing_hit", "scorable"]
 FEATURE_COLUMNS = COLUMNS[:1] + ["feature"] + COLUMNS[1:]
+BATCH_IMAGES = 64  # images whose maps are scored in one kernel call (memory: their maps on the grid)
 
 
 def _head_index(label: str) -> int:
@@ -36,11 +36,11 @@ def _head_index(label: str) -> int:
 
 
 def _long_rows(scores: Scores, labels: dict, layer: np.ndarray, head: np.ndarray) -> pd.DataFrame:
-    """Scores of V maps (one image) x K thresholds as V*K long rows."""
+    """Scores of P maps x K thresholds as P*K long rows; a label is one value or one per map."""
     n_maps, n_thresholds = scores.iou.shape
     repeat = lambda values: np.repeat(values, n_thresholds)  # noqa: E731
     return pd.DataFrame({
-        **{key: value for key, value in labels.items()},
+        **{key: repeat(value) if isinstance(value, np.ndarray) else value for key, value in labels.items()},
         "layer": repeat(layer.astype(int)),
         "head": repeat(np.array([_head_index(str(h)) for h in head], dtype=int)),
         "threshold": np.tile(scores.thresholds.astype(float), n_maps),
@@ -69,8 +69,14 @@ def _image_masks(annotations: pd.DataFrame, size: int):
 def score_attention_file(attention_path: str | Path, annotations: pd.DataFrame, model: str, variant: str,
                          thresholds: Sequence[float], tolerance: float,
                          analysis_size: int | None = None,
-                         methods: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(alignment, per-feature alignment) of every stored map of the annotated images in the file."""
+                         methods: Sequence[str] | None = None, threads: int | None = None,
+                         batch_images: int = BATCH_IMAGES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(alignment, per-feature alignment) of every stored map of the annotated images in the file.
+
+    Images are read `batch_images` at a time; all their maps are scored in one kernel call against
+    each image's union of boxes and against each of its building parts' boxes, upsampled to the
+    analysis resolution on the fly (`score_grid_maps`), on `threads` threads.
+    """
     parts, feature_parts = [], []
     with h5py.File(attention_path, "r") as store:
         ids = [i.decode() if isinstance(i, bytes) else i for i in store["ids"][()]]
@@ -79,22 +85,40 @@ def score_attention_file(attention_path: str | Path, annotations: pd.DataFrame, 
         annotated = [(row, image_id) for row, image_id in enumerate(ids) if (image_id,) in masks]
         chosen = available_methods(store) if methods is None else [m for m in methods if m in store]
         for method in chosen:
-            for row, image_id in annotated:
-                read = read_method(method, store, row)
-                maps = upsample(read.maps[0], size)  # (V, S, S)
-                labels = {"image_id": image_id, "model": model, "variant": variant, "method": method}
-                scores = score_maps(maps, masks[(image_id,)], thresholds, tolerance)
-                parts.append(_long_rows(scores, labels, read.layer, read.head))
-                for feature, feature_mask in features_of[image_id]:
-                    scores = score_maps(maps, feature_mask, thresholds, tolerance)
-                    feature_parts.append(_long_rows(scores, {**labels, "feature": feature},
-                                                    read.layer, read.head))
+            for first in range(0, len(annotated), batch_images):
+                batch = annotated[first:first + batch_images]
+                rows = np.array([row for row, _ in batch])
+                read = read_method(method, store, slice(rows[0], rows[-1] + 1))  # one contiguous read
+                maps = read.maps[rows - rows[0]]
+                n_images, n_variants = maps.shape[:2]
+                grids = maps.reshape(n_images * n_variants, *maps.shape[2:])
+                # pairs: every map with its image's boxes, then with each of its building parts' boxes
+                pair_masks, map_of_pair, mask_of_pair, image_of_pair, feature_of_pair = [], [], [], [], []
+                for i, (_, image_id) in enumerate(batch):
+                    for feature, mask in [("", masks[(image_id,)])] + features_of[image_id]:
+                        mask_of_pair.append(np.full(n_variants, len(pair_masks)))
+                        pair_masks.append(mask)
+                        map_of_pair.append(i * n_variants + np.arange(n_variants))
+                        image_of_pair.append(np.full(n_variants, i))
+                        feature_of_pair += [feature] * n_variants
+                scores = score_grid_maps(grids, np.stack(pair_masks), np.concatenate(map_of_pair),
+                                         np.concatenate(mask_of_pair), thresholds, tolerance, threads)
+                image_of_pair = np.concatenate(image_of_pair)
+                variant_of_pair = np.concatenate(map_of_pair) % n_variants
+                frame = _long_rows(scores, {
+                    "image_id": np.array([image_id for _, image_id in batch], dtype=object)[image_of_pair],
+                    "feature": np.array(feature_of_pair, dtype=object), "model": model,
+                    "variant": variant, "method": method}, read.layer[variant_of_pair],
+                    read.head[variant_of_pair])
+                whole = frame["feature"] == ""
+                parts.append(frame[whole])
+                feature_parts.append(frame[~whole])
     return _frame(parts, COLUMNS), _frame(feature_parts, FEATURE_COLUMNS)
 
 
 def score_baselines(manifest: pd.DataFrame, annotations: pd.DataFrame, baselines: Sequence[str],
                     size: int, thresholds: Sequence[float], tolerance: float, draws: int,
-                    seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    seed: int, threads: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The baselines' tables, in the same format (model "baseline", method = the baseline's name).
 
     A baseline with R draws is scored per draw and the scores averaged, so its rows are expectations.
@@ -109,10 +133,10 @@ def score_baselines(manifest: pd.DataFrame, annotations: pd.DataFrame, baselines
         for name in baselines:
             maps = baseline_maps(name, pixels, size, seed=image_seed(seed, image_id), draws=draws)
             labels = {"image_id": image_id, "model": "baseline", "variant": "", "method": name}
-            parts.append(_long_rows(score_maps(maps, mask, thresholds, tolerance).average(),
+            parts.append(_long_rows(score_maps(maps, mask, thresholds, tolerance, threads).average(),
                                     labels, none, np.array([""])))
             for feature, feature_mask in features_of[image_id]:
-                scores = score_maps(maps, feature_mask, thresholds, tolerance).average()
+                scores = score_maps(maps, feature_mask, thresholds, tolerance, threads).average()
                 feature_parts.append(_long_rows(scores, {**labels, "feature": feature},
                                                 none, np.array([""])))
     return _frame(parts, COLUMNS), _frame(feature_parts, FEATURE_COLUMNS)

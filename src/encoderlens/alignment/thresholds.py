@@ -16,8 +16,9 @@ MASS_SLACK = 1e-9 absorbs float64 rounding: mass within 1e-9 of the total short 
 reaching p%. (7% of a total of 100 is 0.07 * 100 = 7.000000000000001 in float64; a pixel holding
 exactly 7 reaches it.)
 
-`mass_threshold` is the definition written out for one map and threshold; `mass_threshold_overlaps`
-computes the same numbers for many maps and all thresholds with one sort per map.
+`mass_threshold` is the definition written out for one map and threshold; `mass_threshold_counts`
+computes the same numbers for many maps and all thresholds with one sort per map (the NumPy
+reference), and the compiled `kernel.score_pairs` computes them without sorting whole maps.
 """
 
 from __future__ import annotations
@@ -70,6 +71,25 @@ def mass_threshold_overlaps(maps: np.ndarray, inside: np.ndarray,
     inside: (N,) bool mask shared by all maps, or (M, N) one per map.
     Returns size (M, K) = n_p, overlap (M, K) = the region's weight inside the mask, and
     inside_share (M,) = the map's mass inside the mask / its total mass.
+    """
+    counts = mass_threshold_counts(maps, inside, thresholds)
+    return counts["size"].astype(np.float64), region_overlap(counts), counts["total_inside"] / counts["total"]
+
+
+def region_overlap(counts: dict) -> np.ndarray:
+    """The region's weight inside the mask: every pixel above the cut that is inside, plus the
+    places left at the cut shared evenly among the tied pixels (the inside ones take their share)."""
+    return counts["boxed_above"] + (counts["size"] - counts["above"]) * counts["boxed_tied"] / counts["tied"]
+
+
+def mass_threshold_counts(maps: np.ndarray, inside: np.ndarray,
+                          thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict[str, np.ndarray]:
+    """The integer counts behind every (map, threshold) region, by one sort per map (NumPy reference).
+
+    Same inputs as `mass_threshold_overlaps`. Returns int64 (M, K) arrays `size` (n_p), `above`
+    (pixels greater than the cut value), `tied` (pixels equal to it), `boxed_above` and `boxed_tied`
+    (those of them inside the mask), and float64 (M,) `total` and `total_inside` (the map's mass, and
+    its mass inside the mask). The compiled kernel (`kernel.score_pairs`) returns the same counts.
 
     One sort per map serves all K thresholds: cumulative sums of the sorted values give every n_p and
     cut value at once, and the mask's pixels are counted against the K cut values.
@@ -81,17 +101,19 @@ def mass_threshold_overlaps(maps: np.ndarray, inside: np.ndarray,
     if inside.shape not in ((n_pixels,), (n_maps, n_pixels)):
         raise ValueError(f"inside must have shape ({n_pixels},) or {maps.shape}, got {inside.shape}")
     shared = np.flatnonzero(inside) if inside.ndim == 1 else None
-    size = np.empty((n_maps, len(fractions)))
-    overlap = np.empty((n_maps, len(fractions)))
-    inside_share = np.empty(n_maps)
+    names = ("size", "above", "tied", "boxed_above", "boxed_tied")
+    counts = {name: np.empty((n_maps, len(fractions)), dtype=np.int64) for name in names}
+    counts |= {"total": np.empty(n_maps), "total_inside": np.empty(n_maps)}
     for row, values in enumerate(maps):
         boxed = np.take(values, shared if shared is not None else np.flatnonzero(inside[row]))
-        size[row], overlap[row], inside_share[row] = _overlaps(values, boxed, fractions)
-    return size, overlap, inside_share
+        for name, value in zip(names + ("total", "total_inside"), _counts(values, boxed, fractions)):
+            counts[name][row] = value
+    return counts
 
 
-def _overlaps(values: np.ndarray, boxed: np.ndarray, fractions: np.ndarray):
-    """n_p, overlap and mass share inside the mask of one map; `boxed` are its values inside the mask."""
+def _counts(values: np.ndarray, boxed: np.ndarray, fractions: np.ndarray):
+    """n_p, above, tied, boxed_above, boxed_tied, total and mass inside the mask of one map;
+    `boxed` are its values inside the mask."""
     total = values.sum(dtype=np.float64)
     # only the top of the map needs sorting: pixels below (1 - f) * mean hold less than (1 - f) of the
     # mass together, so the region holding f never reaches them (checked; rounding falls back to all)
@@ -106,8 +128,7 @@ def _overlaps(values: np.ndarray, boxed: np.ndarray, fractions: np.ndarray):
     tied = np.searchsorted(-descending, -cut, side="right") - above
     boxed_above = np.count_nonzero(boxed[None, :] > cut[:, None], axis=1)
     boxed_tied = np.count_nonzero(boxed[None, :] == cut[:, None], axis=1)
-    overlap = boxed_above + (n - above) * boxed_tied / tied
-    return n, overlap, boxed.sum(dtype=np.float64) / total
+    return n, above, tied, boxed_above, boxed_tied, total, boxed.sum(dtype=np.float64)
 
 
 def _top_counts(descending: np.ndarray, targets: np.ndarray, block: int = 512) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Reader for captioned-image tables (see `synthetic_captions` for a generator of the layout).
 
-    root/captions.csv   id, caption, entity, language, country, image[, subset]
+    root/captions.csv   id, caption[, entity, language, country, image, subset]
+                        (or root/captions.parquet with the same columns)
     root/images/...     `image` is a path relative to root; when empty, images/<id>.jpg
 
 Manifest: image_id (= id), path, split (the row's `subset`, or "all" without one), caption, entity,
@@ -18,18 +19,42 @@ import pandas as pd
 from encoderlens.data.images import image_problem
 from encoderlens.data.manifest import ManifestResult, read_csv_keep_na, require_columns, skipped_frame
 
-REQUIRED_COLUMNS = ["id", "caption", "entity", "language", "country"]
+REQUIRED_COLUMNS = ["id", "caption"]
+OPTIONAL_COLUMNS = ["entity", "language", "country", "image", "subset"]
 MANIFEST_COLUMNS = ["image_id", "path", "split", "caption", "entity", "language", "country_true"]
+TABLE_NAMES = ("captions.csv", "captions.parquet")
+
+
+def caption_table_path(root) -> Path:
+    """The captions table of a folder: captions.csv, else captions.parquet."""
+    root = Path(root)
+    for name in TABLE_NAMES:
+        if (root / name).is_file():
+            return root / name
+    raise FileNotFoundError(f"{root}: no captions table ({' or '.join(TABLE_NAMES)})")
+
+
+def read_caption_file(path) -> pd.DataFrame:
+    """A captions table as text columns, "" where empty, "NA" kept (Namibia); optional columns added
+    as "". Raises ValueError naming the file when a required column is missing."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+        table = table.astype(object).where(table.notna(), "").astype(str)
+    else:
+        table = read_csv_keep_na(path, dtype=str).fillna("")
+    require_columns(table, REQUIRED_COLUMNS, path)
+    for column in OPTIONAL_COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    return table
 
 
 def read_captions(root, decode_images: bool = True) -> ManifestResult:
     """Manifest and skip records of a captions folder."""
     root = Path(root)
-    csv_path = root / "captions.csv"
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"{csv_path}: not found (expected a captions table)")
-    table = read_csv_keep_na(csv_path, dtype=str).fillna("")  # every column is text here
-    require_columns(table, REQUIRED_COLUMNS, csv_path)
+    csv_path = caption_table_path(root)
+    table = read_caption_file(csv_path)
 
     rows, skipped, seen = [], [], set()
     for position, record in enumerate(table.to_dict("records")):

@@ -82,10 +82,10 @@ def offline_places(min_population: int = 0) -> pd.DataFrame:
     """The offline table in the same columns; places without a known population are left out."""
     table = load_places(min_population=max(min_population, 1000))
     return pd.DataFrame({
-        "geonameid": pd.array([pd.NA] * len(table), dtype="Int64"),
+        "geonameid": table["geonameid"].astype("Int64"),
         "name": table["name"],
         "asciiname": table["name"],
-        "alternatenames": "",
+        "alternatenames": table["alternatenames"],
         "latitude": table["latitude"].astype(float),
         "longitude": table["longitude"].astype(float),
         "cc": table["cc"],

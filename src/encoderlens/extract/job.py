@@ -12,6 +12,7 @@ import torch
 from encoderlens.extract.run import ExtractionSettings, extract, settings_sha256
 from encoderlens.models.hub import PROVENANCE
 from encoderlens.models.registry import load_adapter
+from encoderlens.models.tuned import apply_tuned_weights
 
 
 def resolved_revision(model_folder) -> str | None:
@@ -36,20 +37,33 @@ def extraction_settings(settings: dict) -> ExtractionSettings:
 
 
 def extract_manifest(manifest_path, model_folder, identity: dict, settings: dict,
-                     embeddings_path, attention_path, threads: int = 1) -> None:
+                     embeddings_path, attention_path, threads: int = 1, variant: str = "frozen",
+                     tuned_folder=None, splits: list[str] | None = None) -> None:
+    """Extract one model (with a fine-tuned variant's weights from `tuned_folder`, if given), over the
+    manifest's images or, when `splits` is given, over those of the named splits (manifest order)."""
     torch.set_num_threads(max(1, threads))
-    manifest = pd.read_parquet(manifest_path, columns=["image_id", "path"])
+    manifest = pd.read_parquet(manifest_path, columns=["image_id", "path", "split"])
+    if splits is not None:
+        manifest = manifest[manifest["split"].isin(splits)]
     if manifest.empty:
-        raise ValueError(f"{manifest_path}: the manifest has no usable images")
+        raise ValueError(f"{manifest_path}: the manifest has no usable images"
+                         + (f" in splits {splits}" if splits is not None else ""))
     adapter = load_adapter(identity["family"], model_folder, image_size=settings.get("image_size"))
+    applied = "none"
+    if tuned_folder is not None:
+        model, applied = apply_tuned_weights(adapter.model, tuned_folder)
+        adapter.model = model.eval()
     attributes = {
         "model": identity["model"],
         "model_id": identity["model_id"] or "",
         "revision": resolved_revision(model_folder) or identity["revision"] or "",
         "revision_requested": identity["revision"] or "",
         "config_sha256": settings_sha256(settings),
+        "variant": variant,
+        "tuned_weights": applied,
+        "images": "all" if splits is None else "|".join(splits),
     }
     print(f"{len(manifest)} images, model {identity['model']} ({identity['family']}) "
-          f"from {model_folder}", file=sys.stderr)
+          f"from {model_folder}, variant {variant} (tuned weights: {applied})", file=sys.stderr)
     extract(manifest["image_id"].astype(str).tolist(), manifest["path"].tolist(), adapter,
             embeddings_path, attention_path, extraction_settings(settings), attributes)

@@ -87,3 +87,16 @@ def calibration_summary(frozen: dict, calibrated: dict) -> pd.DataFrame:
                            "change": float(calibrated[key]) - float(frozen[key])} for key in keys])
     collapsing = any(calibrated[key] < COLLAPSE_DROP * frozen[key] for key in ("effective_rank", "embedding_std"))
     return table.assign(collapse=collapsing)
+
+
+def variant_metrics(knn: pd.DataFrame, geometry: pd.DataFrame, embeddings, feature: str) -> dict:
+    """The calibration summary's inputs for one variant: kNN top-1 on the held-out queries, the
+    cosine–distance correlations of the geometry study, and the collapse report of the embeddings."""
+    top1 = knn[(knn["features"] == feature) & (knn["method"] == "top1")]
+    shape = geometry[geometry["features"] == feature]
+    if len(top1) != 1 or len(shape) != 1:
+        raise ValueError(f"expected one top-1 kNN row and one geometry row for features {feature!r}, "
+                         f"got {len(top1)} and {len(shape)}")
+    return {"geoscore": top1["geoscore"].iloc[0], "median_km": top1["median_km"].iloc[0],
+            "pearson_r": shape["pearson_r"].iloc[0], "spearman_rho": shape["spearman_rho"].iloc[0],
+            **collapse_report(embeddings)}

@@ -18,31 +18,14 @@ import pandas as pd
 import torch
 
 from encoderlens.extract.run import ImageFiles, resolve_device
+from encoderlens.finetune.lora import LoraSettings, save_lora_adapter, wrap_with_lora
 from encoderlens.models.registry import load_adapter
-from encoderlens.tables import write_table
 
 from .calibrated_tuning import CalibrationSettings, train
 from .calibration import fit_target_curve
 from .geometry import binned_cosine, pair_cosine_distance
 from .knn import split_gallery_queries
 from .study import aligned_manifest, read_features
-
-
-LORA_TARGETS = {"dinov2": ["query", "value"], "dinov3": ["q_proj", "v_proj"], "mae": ["query", "value"],
-                "clip": ["q_proj", "v_proj"], "siglip": ["q_proj", "v_proj"]}
-
-
-def apply_lora(model, family: str, rank: int, alpha: int, dropout: float):
-    from peft import LoraConfig, get_peft_model
-
-    if family not in LORA_TARGETS:
-        raise ValueError(f"LoRA needs attention projections; family {family!r} has none")
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGETS[family])
-    return get_peft_model(model, config)
-
-
-def save_adapter(model, folder: Path) -> None:
-    model.save_pretrained(str(folder), safe_serialization=True)
 
 
 def differentiable_features(adapter, pixels: torch.Tensor, feature: str) -> torch.Tensor:
@@ -81,14 +64,20 @@ def calibrate(manifest_path, frozen_embeddings, model_folder, family: str, image
     torch.manual_seed(settings["seed"])
     adapter = load_adapter(family, model_folder, image_size=image_size)
     run_device = resolve_device(device)
-    adapter.model = apply_lora(adapter.model, family, rank=settings["lora_rank"],
-                               alpha=settings["lora_alpha"], dropout=settings["lora_dropout"])
+    wrap_with_lora(adapter, LoraSettings(rank=settings["lora_rank"], alpha=settings["lora_alpha"],
+                                         dropout=settings["lora_dropout"]))
     adapter.to(run_device)
     adapter.model.train()
     images = ImageFiles(table["path"].to_numpy()[gallery].tolist(), adapter.preprocess)
     trainable = [p for p in adapter.model.parameters() if p.requires_grad]
     work = out_folder.with_name(out_folder.name + ".work")
-    history = train(lambda pixels: differentiable_features(adapter, pixels, feature), trainable,
+    bf16 = run_device.type == "cuda" and settings.get("precision") == "bf16"
+
+    def embed(pixels):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            return differentiable_features(adapter, pixels, feature)
+
+    history = train(embed, trainable,
                     lambda rows: torch.stack([images[int(r)] for r in rows]), latlon, curve,
                     CalibrationSettings(epochs=settings["epochs"], batch_size=settings["batch_size"],
                                         lr=settings["lr"], seed=settings["seed"]),
@@ -97,7 +86,7 @@ def calibrate(manifest_path, frozen_embeddings, model_folder, family: str, image
     staging = out_folder.with_name(out_folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    save_adapter(adapter.model, staging / "adapter")
+    save_lora_adapter(adapter.model, staging / "adapter")
     history.to_csv(staging / "history.csv", index=False)
     curve.to_table().to_parquet(staging / "target_curve.parquet")
     (staging / "training.json").write_text(json.dumps(

@@ -67,6 +67,8 @@ class FamilyAdapter:
     family: ClassVar[str] = ""
     default_mean: ClassVar[tuple[float, float, float]] = IMAGENET_MEAN
     default_std: ClassVar[tuple[float, float, float]] = IMAGENET_STD
+    # the attention projections LoRA adapts (peft `target_modules`); empty where LoRA does not apply
+    lora_target_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: torch.nn.Module, info: ModelInfo, mean, std):
         self.model = model.eval()
@@ -111,6 +113,21 @@ class FamilyAdapter:
     def encode(self, pixel_values: torch.Tensor, attentions: bool = True,
                hidden_states: bool = False) -> EncoderOutput:
         raise NotImplementedError
+
+    def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, D) the pooled image embedding (`cls` of `encode`) with gradients: a classification
+        head's input. The same forward pass as extraction, without its no_grad."""
+        return type(self).encode.__wrapped__(self, pixel_values, attentions=False).cls
+
+    def blocks(self) -> list[torch.nn.Module]:
+        """The backbone's blocks in forward order (transformer layers, ResNet bottlenecks); the last
+        N are what partial fine-tuning unfreezes."""
+        raise NotImplementedError
+
+    def after_blocks(self) -> list[torch.nn.Module]:
+        """Modules between the last block and the pooled embedding (final norm, pooling head); they
+        train whenever the last block does."""
+        return []
 
     def to(self, device: torch.device | str) -> "FamilyAdapter":
         self.model.to(device)

@@ -18,6 +18,8 @@ class ClipAdapter(HFViTAdapter):
     hub_ids = ("openai/clip-vit-base-patch16", "geolocal/StreetCLIP")
     model_class = CLIPVisionModel
     default_mean, default_std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    blocks_path = "encoder.layers"
+    after_blocks_paths = ("post_layernorm",)
 
     def forward_kwargs(self, pixel_values):
         return {"interpolate_pos_encoding": self.interpolate()}

@@ -20,6 +20,7 @@ class Dinov2Adapter(HFViTAdapter):
     model_class = Dinov2WithRegistersModel
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
     final_norm = "layernorm"
+    after_blocks_paths = ("layernorm",)
 
     @classmethod
     def n_prefix_tokens(cls, config) -> int:

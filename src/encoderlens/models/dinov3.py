@@ -19,6 +19,8 @@ class Dinov3Adapter(HFViTAdapter):
     model_class = DINOv3ViTModel
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
     final_norm = "norm"
+    blocks_path = "model.layer"
+    after_blocks_paths = ("norm",)
 
     @classmethod
     def n_prefix_tokens(cls, config) -> int:

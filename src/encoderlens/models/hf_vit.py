@@ -104,6 +104,10 @@ class HFViTAdapter(FamilyAdapter):
     # attribute of the model holding the final norm, whose input is the last layer's raw tokens;
     # None where `last_hidden_state` is already the raw output (CLIP) or there is no CLS (SigLIP)
     final_norm: ClassVar[str | None] = None
+    # transformers 5 names the attention projections q_proj/k_proj/v_proj in every ViT family here
+    lora_target_modules = ("q_proj", "v_proj")
+    blocks_path: ClassVar[str] = "encoder.layer"  # the ModuleList of transformer layers
+    after_blocks_paths: ClassVar[tuple[str, ...]] = ()
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -134,6 +138,12 @@ class HFViTAdapter(FamilyAdapter):
         )
 
     # ---- use ----------------------------------------------------------------------------------
+    def blocks(self) -> list[torch.nn.Module]:
+        return list(self.model.get_submodule(self.blocks_path))
+
+    def after_blocks(self) -> list[torch.nn.Module]:
+        return [self.model.get_submodule(path) for path in self.after_blocks_paths]
+
     def forward_kwargs(self, pixel_values: torch.Tensor) -> dict:
         """Family-specific forward arguments (position interpolation, MAE noise)."""
         return {}

@@ -20,6 +20,8 @@ class MaeAdapter(HFViTAdapter):
     model_class = ViTMAEModel
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
     final_norm = "layernorm"
+    blocks_path = "layers"
+    after_blocks_paths = ("layernorm",)
 
     @classmethod
     def load_model(cls, folder):

@@ -55,6 +55,12 @@ class ResnetAdapter(FamilyAdapter):
             has_cls=False, extra={"architecture": model.config.architecture},
         )
 
+    def blocks(self) -> list[torch.nn.Module]:
+        """Every bottleneck block, stage by stage. LoRA does not apply (no attention projections:
+        `lora_target_modules` stays empty); linear and partial fine-tuning do."""
+        timm_model = self.model.timm_model
+        return [block for stage in ("layer1", "layer2", "layer3", "layer4") for block in getattr(timm_model, stage)]
+
     def target_layers(self) -> list[torch.nn.Module]:
         """The last bottleneck block: the usual Grad-CAM target for ResNets."""
         return [self.model.timm_model.layer4[-1]]

@@ -18,6 +18,8 @@ class SiglipAdapter(HFViTAdapter):
     model_class = SiglipVisionModel
     default_mean, default_std = HALF, HALF
     has_cls = False
+    blocks_path = "encoder.layers"
+    after_blocks_paths = ("post_layernorm", "head")
 
     @classmethod
     def n_prefix_tokens(cls, config) -> int:

@@ -1,0 +1,164 @@
+# Config look-ups, inputs and targets of the figure rules (rules/report.smk), kept apart from the
+# rules as in common.smk; only those rules use them.
+
+FIGURES = config["figures"]
+TUNING_STRATEGIES = ("linear", "lora", "full")  # style fine-tuning variants (finetune stage)
+
+FIGURE_TITLES = {
+    "leaderboard": "Leaderboard",
+    "iou_by_layer": "IoU by layer",
+    "threshold_sensitivity": "Threshold sensitivity",
+    "head_feature": "Heads x building parts",
+    "attention_overlays": "Attention overlays",
+    "delta_iou": "Fine-tuning: change in IoU",
+    "probe_accuracy": "Probe accuracy",
+    "cosine_distance": "Cosine vs distance",
+    "geoscore": "GeoScore distribution",
+    "gallery": "Gallery",
+    "caption_continents": "Caption continents",
+}
+
+
+def _check_figure_threshold():
+    chosen = FIGURES["threshold"]
+    if chosen is not None and float(chosen) not in [float(t) for t in ALIGNMENT["thresholds"]]:
+        raise ValueError(f"config: figures.threshold {chosen} is not one of alignment.thresholds "
+                         f"{ALIGNMENT['thresholds']}")
+
+
+_check_figure_threshold()
+
+
+def figure_threshold():
+    """figures.threshold, or the middle of alignment.thresholds when it is null."""
+    if FIGURES["threshold"] is not None:
+        return float(FIGURES["threshold"])
+    values = sorted(float(t) for t in ALIGNMENT["thresholds"])
+    return values[(len(values) - 1) // 2]
+
+
+def figure_outputs(key, name, kind):
+    """Named outputs {key}_png, _svg, _data, _caption of one figure; PNG and CSV go in the report."""
+    stem = f"results/figures/{{dataset}}/{name}"
+    placement = dict(category="{dataset}", subcategory=FIGURE_TITLES[kind])
+    labels = {"figure": name.replace("_", " ")}
+    return {
+        f"{key}_png": report(f"{stem}.png", caption=f"../report/{kind}.rst", **placement,
+                             labels=labels | {"file": "figure"}),
+        f"{key}_svg": f"{stem}.svg",
+        f"{key}_data": report(f"{stem}.csv", caption="../report/figure_data.rst", **placement,
+                              labels=labels | {"file": "numbers drawn (csv)"}),
+        f"{key}_caption": f"{stem}.txt",
+    }
+
+
+def _producible(path):
+    """Whether this workflow can make `path`; the statistics, caption and fine-tuning stages land
+    separately, and a figure waits for its stage."""
+    return any(rule.is_producer(path) for rule in workflow.rules)
+
+
+def _caption_datasets():
+    return [name for name, entry in DATASETS.items() if entry["format"] == "captions"]
+
+
+def _tuned_variants(dataset, model):
+    return [v for v in variants_of(dataset, model) if v in TUNING_STRATEGIES]
+
+
+def _models_with_variant(dataset, variant):
+    return [m for m in DATASETS[dataset]["models"] if variant in variants_of(dataset, m)]
+
+
+def _alignment_variants(dataset):
+    return list(dict.fromkeys(v for m in DATASETS[dataset]["models"] for v in variants_of(dataset, m)))
+
+
+def _tuned_models(dataset):
+    return [m for m in DATASETS[dataset]["models"] if _tuned_variants(dataset, m)]
+
+
+# ---- inputs and params -------------------------------------------------------------------------
+def alignment_map_figure_inputs(wildcards):
+    models = _models_with_variant(wildcards.dataset, wildcards.variant)
+    folder = f"results/{wildcards.dataset}/{{model}}/{wildcards.variant}"
+    return {
+        "alignment": [f"{folder}/alignment.parquet".format(model=m) for m in models],
+        "features": [f"{folder}/alignment_features.parquet".format(model=m) for m in models],
+        "attention": [f"{folder}/attention.h5".format(model=m) for m in models],
+        "manifest": f"results/{wildcards.dataset}/manifest.parquet",
+        "annotations": f"results/{wildcards.dataset}/annotations.parquet",
+    }
+
+
+def alignment_figure_params(wildcards):
+    return {"threshold": figure_threshold(), "layer_rule": FIGURES["layer"],
+            "overlay_methods": FIGURES["overlay_methods"], "dpi": FIGURES["dpi"]}
+
+
+def alignment_map_figure_params(wildcards):
+    return alignment_figure_params(wildcards) | {
+        "models": _models_with_variant(wildcards.dataset, wildcards.variant)}
+
+
+def delta_iou_figure_inputs(wildcards):
+    return [f"results/{wildcards.dataset}/{m}/finetune/delta_iou.parquet"
+            for m in _tuned_models(wildcards.dataset)]
+
+
+def _geo_entries(dataset):
+    return [(m, v) for m in DATASETS[dataset]["models"] for v in variants_of(dataset, m)]
+
+
+def geo_figure_inputs(wildcards):
+    dataset = wildcards.dataset
+    entries = _geo_entries(dataset)
+    first = DATASETS[dataset]["models"][0]
+    return {
+        "probes": [f"results/{dataset}/{m}/probes.parquet" for m in DATASETS[dataset]["models"]],
+        "predictions": [f"results/{dataset}/{m}/{v}/knn_predictions.parquet" for m, v in entries],
+        "gallery": [f"results/{dataset}/{m}/{v}/gallery.parquet" for m, v in entries],
+        "geometry_bins": [f"results/{dataset}/{m}/{v}/geometry_bins.parquet" for m, v in entries],
+        "embeddings": [f"results/{dataset}/{m}/{v}/embeddings.h5" for m, v in entries],
+        # group sizes depend on the manifest alone: every model's table is the same
+        "groups": f"results/{dataset}/{first}/frozen/gallery_groups.parquet",
+        "manifest": f"results/{dataset}/manifest.parquet",
+    }
+
+
+def geo_figure_params(wildcards):
+    return {
+        "models": DATASETS[wildcards.dataset]["models"],
+        "entries": [list(entry) for entry in _geo_entries(wildcards.dataset)],
+        "geometry": {"n_pairs": GEO["geometry_pairs"], "seed": GEO["seed"],
+                     "bins_km": GEO["distance_bins_km"]},
+        "hexbin_gridsize": FIGURES["hexbin_gridsize"],
+        "dpi": FIGURES["dpi"],
+    }
+
+
+def caption_figure_params(wildcards):
+    return {"dpi": FIGURES["dpi"]}
+
+
+# ---- targets -----------------------------------------------------------------------------------
+def _figure_pngs(dataset, names):
+    return [f"results/figures/{dataset}/{name}.png" for name in names]
+
+
+def figure_targets():
+    targets = []
+    for dataset in ANNOTATED_DATASETS:
+        if _producible(f"results/stats/{dataset}/alignment_summary.parquet"):
+            targets += _figure_pngs(dataset, ["leaderboard", "iou_by_layer", "threshold_sensitivity"])
+        for variant in _alignment_variants(dataset):
+            targets += _figure_pngs(dataset, [f"head_feature_{variant}", f"attention_overlays_{variant}"])
+        tuned = _tuned_models(dataset)
+        if tuned and all(_producible(f"results/{dataset}/{m}/finetune/delta_iou.parquet") for m in tuned):
+            targets += _figure_pngs(dataset, ["delta_iou"])
+    for dataset in GEO_DATASETS:
+        targets += _figure_pngs(dataset, ["probe_accuracy", "cosine_distance", "geoscore", "gallery"])
+    for dataset in _caption_datasets():
+        if _producible(f"results/{dataset}/captions/distributions.parquet"):
+            targets += _figure_pngs(dataset, ["caption_continents"])
+    return targets

@@ -1,0 +1,173 @@
+"""The dashboard in a real headless Chromium (Playwright driving the system's binary): loaded from
+file:// and from `python -m http.server`, selectors change the canvas, the IoU shown is the table's."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard_support import (MODELS, SETTINGS, THRESHOLDS, canvas_pixels, choose, chromium_binary,
+                               expected_scores, shown_scores, wait_ready, write_study)
+from encoderlens.alignment.resize import upsample
+from encoderlens.alignment.thresholds import mass_threshold
+from encoderlens.report.dashboard import build_dashboard
+from encoderlens.report.dashboard_encode import b85
+
+CHROMIUM = chromium_binary()
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH "
+                                "(Debian: apt-get install chromium); the browser tests need one")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dashboard_browser")
+    layout = write_study(root, seed=3)
+    site = build_dashboard(layout, root / "dashboard", SETTINGS, results=root / "results")
+    return root, site
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def http_server(study):
+    _, site = study
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(site)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _table(root, model, variant):
+    return pd.read_parquet(root / "results" / "demo" / model / variant / "alignment.parquet")
+
+
+def _check_scores(page, root, image_id):
+    selection = page.evaluate("() => encoderlens.state.selection")
+    for variant in MODELS[selection["model"]]:
+        expected = expected_scores(_table(root, selection["model"], variant), image_id, selection)
+        assert shown_scores(page, variant) == expected, (variant, selection)
+    return selection
+
+
+def _interact(page, root, image_id, screenshot):
+    """Change model, layer, head and threshold; each change repaints the canvas and shows the
+    table's scores for the new selection in every variant's panel (side by side)."""
+    wait_ready(page)
+    assert page.locator("#page-image .panel").count() == len(MODELS["vit_a"])  # frozen and lora
+    selection = _check_scores(page, root, image_id)
+    assert selection == {"model": "vit_a", "variant": "all", "method": "cls", "layer": 3, "head": -1,
+                         "threshold": 30}
+    before = canvas_pixels(page, "frozen")
+    for name, value in [("layer", 1), ("head", 2), ("threshold", 10), ("model", "cnn_b"),
+                        ("model", "vit_a"), ("method", "rollout"), ("method", "cls"), ("head", 0),
+                        ("threshold", 50)]:
+        choose(page, name, value)
+        after = canvas_pixels(page, "frozen")
+        assert after.shape != before.shape or np.abs(after - before).sum() > 0, f"{name}={value} left the canvas unchanged"
+        before = after
+        _check_scores(page, root, image_id)
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_file_url_interaction_changes_canvas_and_shows_table_scores(study, page, tmp_path):
+    root, site = study
+    page.goto(f"file://{site}/index.html#image/0/1")
+    _interact(page, root, "img1", tmp_path / "dashboard_file.png")
+    print(json.dumps({"timings": page.evaluate("() => encoderlens.timings()")}))
+
+
+def test_http_server_loads_image_data_on_demand(study, page, http_server, tmp_path):
+    root, _ = study
+    page.goto(http_server + "index.html#gallery")
+    page.wait_for_function("() => document.body.dataset.ready === '1'")
+    loaded = lambda: [e.split("/")[-1] for e in page.evaluate(  # noqa: E731
+        "() => performance.getEntriesByType('resource').map(e => e.name)") if "/images/" in e]
+    assert loaded() == []  # the gallery needs no per-image data
+    page.click("#page-gallery a[href='#image/0/2']")
+    _interact(page, root, "img2", tmp_path / "dashboard_http.png")
+    assert loaded() == ["0002.js"]
+
+
+def test_unscorable_head_is_shown_as_such(study, page):
+    root, site = study
+    page.goto(f"file://{site}/index.html#image/0/0")  # img0: layer 1, head 1 of vit_a/frozen is NaN
+    wait_ready(page)
+    choose(page, "layer", 1)
+    choose(page, "head", 1)
+    assert shown_scores(page, "frozen")["iou"] == "n/a"
+    _check_scores(page, root, "img0")
+
+
+def test_other_pages_render(study, page):
+    _, site = study
+    page.goto(f"file://{site}/index.html#leaderboard")
+    page.wait_for_function("() => document.body.dataset.ready === '1'")
+    rows = page.locator("#page-leaderboard table.leaderboard tr").count()
+    assert rows == 1 + sum(len(v) * (2 if m == "vit_a" else 1) for m, v in MODELS.items()) + 2  # + baselines
+    page.goto(f"file://{site}/index.html#features")
+    page.wait_for_selector("#page-features table.heat")
+    assert page.locator("#page-features table.breakdown tr").count() > 1
+    for tab in ("geo", "captions"):
+        page.goto(f"file://{site}/index.html#{tab}")
+        assert "configuration" in page.inner_text(f"#page-{tab}")
+
+
+def test_page_resampling_and_decoding_match_the_analysis(study, page):
+    _, site = study
+    page.goto(f"file://{site}/index.html#gallery")
+    page.wait_for_function("() => document.body.dataset.ready === '1'")
+    rng = np.random.default_rng(7)
+    for gh, gw, size in [(4, 4, 32), (5, 7, 64), (14, 14, 224), (7, 7, 224)]:
+        grid = rng.gamma(0.5, size=(gh, gw)).astype(np.float32)
+        shown = np.array(page.evaluate("([m, gh, gw, s]) => Array.from(encoderlens.upsample(m, gh, gw, s))",
+                                       [grid.ravel().tolist(), gh, gw, size])).reshape(size, size)
+        assert np.allclose(shown, upsample(grid, size), rtol=1e-5, atol=1e-6)
+        for percent in THRESHOLDS:
+            region = np.array(page.evaluate("([v, p]) => Array.from(encoderlens.massRegion(Float32Array.from(v), p))",
+                                            [shown.ravel().tolist(), percent]))
+            expected = mass_threshold(shown.astype(np.float32), percent).ravel()
+            # no ties in a random map: the region is a plain pixel set, drawn exactly
+            assert (region == (expected > 0)).all()
+    data = rng.integers(0, 256, 1001, dtype=np.uint8)
+    decoded = page.evaluate("(t) => Array.from(encoderlens.b85decode(t))", b85(data))
+    assert decoded[:1001] == data.tolist()
+    codes = [0, 1, 9999, 10000, 12345, 65535]
+    assert page.evaluate("(c) => c.map(encoderlens.formatScore)", codes) == [
+        "0.0000", "0.0001", "0.9999", "1.0000", "1.2345", "n/a"]

@@ -1,0 +1,123 @@
+"""The demo DAG on a real single-node SLURM cluster through the executor plugin and profiles/slurm.
+
+scripts/local_slurm.py installs Debian's slurm-wlm and munge when missing, starts munged, slurmctld and
+slurmd as children of this process, and stops exactly those. The cluster's only partition is not its
+default, so every job must name it: the run passes it through the config (cluster.partition), the
+override a user makes for their own cluster. Outputs are compared with the shared local demo run.
+"""
+
+import importlib.util
+import re
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, copy_workflow, snakemake
+
+pytestmark = pytest.mark.e2e
+
+PARTITION = "encoderlens_test"
+
+
+def _load_local_slurm():
+    spec = importlib.util.spec_from_file_location("local_slurm", REPO / "scripts" / "local_slurm.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["local_slurm"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+local_slurm = _load_local_slurm()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = local_slurm.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("slurm")
+    try:
+        state = local_slurm.start(folder, partition=PARTITION, default=False)
+    except local_slurm.ClusterUnavailable as error:
+        pytest.skip(str(error))
+    yield state
+    stopped = local_slurm.stop(folder)
+    assert sorted(stopped) == sorted(state["pids"].values())
+    assert not any(local_slurm._alive(pid) for pid in stopped)
+    assert not local_slurm.SLURM_CONF_LINK.is_symlink()
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm_demo") / "workflow")
+    result = snakemake(
+        workdir, "--workflow-profile", "profiles/slurm",
+        # no accounting database on the local cluster: ask squeue, and ask soon
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
+        "--config", f"cluster={{partition: {PARTITION}}}",
+        timeout=2400)
+    log = (workdir / "slurm_run.log")
+    log.write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    return workdir, result.stdout + result.stderr, cluster
+
+
+def test_every_job_but_the_local_rules_went_through_sbatch(slurm_run):
+    workdir, output, cluster = slurm_run
+    headers = re.findall(r"^(localrule|rule) (\w+):$", output, flags=re.M)
+    remote = [name for kind, name in headers if kind == "rule"]
+    local = {name for kind, name in headers if kind == "localrule"}
+    assert remote and "extract" in remote and "probes" in remote
+    assert "extract" not in local and "synthetic_dataset" in local  # declared localrule: True
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+    assert len(submitted) == len(set(submitted)) == len(remote)
+    # the controller saw each of them, in the partition the config named
+    controller_log = (cluster["folder"] + "/log/slurmctld.log")
+    controller = open(controller_log).read()
+    accepted = set(re.findall(r"_slurm_rpc_submit_batch_job: JobId=(\d+)", controller))
+    assert accepted == set(submitted)
+    # (the main scheduler logs "Allocate ... Partition=", the backfill scheduler "Started ... in")
+    partitions = dict(re.findall(r"sched: Allocate JobId=(\d+) .*Partition=(\S+)", controller))
+    partitions.update(re.findall(r"sched/backfill: _start_job: Started JobId=(\d+) in (\S+)", controller))
+    assert {partitions.get(job) for job in submitted} == {PARTITION}
+    # each submission names its job's rule in its SLURM log path (the plugin removes the logs of
+    # jobs that succeeded)
+    rule_of = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/", output))
+    assert set(rule_of) == set(submitted)
+    assert sorted(rule_of.values()) == sorted(remote)
+    # each job was given its rule's threads as CPUs: probes run on two, extraction on the model's one
+    cpus = dict(re.findall(r"sched: Allocate JobId=(\d+) .*#CPUs=(\d+)", controller))
+    for job, rule in rule_of.items():
+        if rule in ("probes", "extract") and job in cpus:
+            assert int(cpus[job]) == (2 if rule == "probes" else 1), (rule, job)
+    assert any(rule == "probes" and job in cpus for job, rule in rule_of.items())
+
+
+def _result_files(workdir, suffixes):
+    return {str(path.relative_to(workdir)) for path in (workdir / "results").rglob("*")
+            if path.is_file() and path.suffix in suffixes}
+
+
+def test_slurm_outputs_match_the_local_run(slurm_run, demo_run):
+    workdir, _, _ = slurm_run
+    tables = _result_files(demo_run, {".parquet"})
+    arrays = _result_files(demo_run, {".h5"})
+    assert tables and arrays
+    assert _result_files(workdir, {".parquet"}) == tables
+    assert _result_files(workdir, {".h5"}) == arrays
+    for name in sorted(tables):
+        pd.testing.assert_frame_equal(pd.read_parquet(workdir / name), pd.read_parquet(demo_run / name),
+                                      check_exact=True, obj=name)
+    for name in sorted(arrays):
+        with h5py.File(workdir / name) as ours, h5py.File(demo_run / name) as local:
+            datasets = []
+            local.visititems(lambda key, item: datasets.append(key) if isinstance(item, h5py.Dataset) else None)
+            assert datasets, name
+            for key in datasets:
+                assert key in ours, f"{name}: /{key} missing"
+                # same code, same thread counts, same machine: the same bits
+                np.testing.assert_array_equal(ours[key][()], local[key][()], err_msg=f"{name}:/{key}")
+            assert dict(ours.attrs).keys() == dict(local.attrs).keys(), name

@@ -1,0 +1,9 @@
+from encoderlens.logs import log_to
+
+log_to(snakemake.log[0])
+
+from encoderlens.captions import jobs
+
+jobs.distributions_job(snakemake.input.predictions, snakemake.output.distributions,
+                       snakemake.output.correlations, snakemake.params.continent_scheme,
+                       snakemake.params.covariates)

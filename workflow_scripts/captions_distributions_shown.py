@@ -1,0 +1,8 @@
+from encoderlens.logs import log_to
+
+log_to(snakemake.log[0])
+
+from encoderlens.captions import jobs
+
+jobs.distributions_job(snakemake.input.predictions, snakemake.output[0], None,
+                       snakemake.params.continent_scheme, presence=snakemake.input.presence)

@@ -1,0 +1,8 @@
+from encoderlens.logs import log_to
+
+log_to(snakemake.log[0])
+
+from encoderlens.captions import jobs
+
+jobs.evaluation_job(snakemake.input[0], snakemake.output.evaluation, snakemake.output.confusion,
+                    snakemake.params.top)

@@ -1,0 +1,9 @@
+from encoderlens.logs import log_to
+
+log_to(snakemake.log[0])
+
+from encoderlens.captions import jobs
+
+jobs.presence_job(snakemake.input.predictions, snakemake.input.embeddings, snakemake.output.presence,
+                  snakemake.output.svm, snakemake.wildcards.model, snakemake.params.entities,
+                  snakemake.params.presence)

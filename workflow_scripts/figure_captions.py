@@ -1,0 +1,12 @@
+from encoderlens.logs import log_to
+
+log_to(snakemake.log[0])
+
+import pandas as pd
+
+from encoderlens.report.figures import save_plot
+from encoderlens.report.figures_captions import plot_caption_continents
+
+plot = plot_caption_continents(pd.read_parquet(snakemake.input.distributions))
+save_plot(plot, *(snakemake.output[f"continents_{kind}"] for kind in ("png", "svg", "data", "caption")),
+          dpi=snakemake.params.figures["dpi"])
