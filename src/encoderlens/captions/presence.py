@@ -49,7 +49,8 @@ def entity_presence(predictions: pd.DataFrame, ids: list[str], features: np.ndar
             summary.append((entity, model, len(positives), len(negatives), 0, np.nan, np.nan, np.nan))
             continue
         x = features[[position[i] for i in members]]
-        classifier = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=20000))
+        # liblinear shuffles its coordinate order: without a fixed random_state two runs differ
+        classifier = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=20000, random_state=seed))
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         decision = cross_val_predict(classifier, x, labels, cv=splitter, method="decision_function")
         predicted = (decision > 0).astype(int)
