@@ -104,7 +104,8 @@ def evaluate(prepared: Prepared, load: Callable[[np.ndarray], torch.Tensor], lab
     return sum(losses) / len(labels), float((predicted == labels).mean()), predicted
 
 
-def _save_atomically(payload: dict, path: Path) -> None:
+def save_checkpoint(payload: dict, path: Path) -> None:
+    """torch.save to a temporary sibling, then rename: a kill never leaves half a checkpoint."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -144,7 +145,7 @@ def train(prepared: Prepared, load_train: Callable[[np.ndarray], torch.Tensor], 
     since_best, start, seconds, seen = 0, 0, 0.0, 0
     checkpoint = workdir / CHECKPOINT
     if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         _restore(prepared, saved["model"])
         prepared.head.load_state_dict(saved["head"])
         optimiser.load_state_dict(saved["optimiser"])
@@ -187,7 +188,7 @@ def train(prepared: Prepared, load_train: Callable[[np.ndarray], torch.Tensor], 
             since_best += 1
         print(f"epoch {epoch + 1}/{settings.epochs}: train loss {history[-1]['train_loss']:.4f}, "
               f"val loss {val_loss:.4f}, val accuracy {val_accuracy:.3f}", file=sys.stderr)
-        _save_atomically({
+        save_checkpoint({
             "model": prepared.tuned_state(), "head": prepared.head.state_dict(),
             "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),

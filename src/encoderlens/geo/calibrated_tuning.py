@@ -12,8 +12,6 @@ the first unfinished epoch and ends with the same weights as an uninterrupted on
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+
+from encoderlens.finetune.training import save_checkpoint, warmup_cosine
 
 from .calibration import TargetCurve
 from .distance import haversine_km
@@ -66,12 +66,6 @@ def _batches(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
     return batches
 
 
-def _save_atomically(payload, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def train(embed: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[torch.nn.Parameter],
           load_pixels: Callable[[np.ndarray], torch.Tensor], latlon: np.ndarray, curve: TargetCurve,
           settings: CalibrationSettings, workdir: Path, device: torch.device = torch.device("cpu"),
@@ -90,14 +84,11 @@ def train(embed: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[to
     optimiser = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = len(_batches(len(latlon), settings.batch_size, settings.seed))
     total = settings.epochs * steps_per_epoch
-    warmup = max(1, math.ceil(0.1 * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: (step + 1) / warmup if step < warmup
-        else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(total, warmup_fraction=0.1))
     history, start = [], 0
     checkpoint = workdir / CHECKPOINT
     if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=True)
         with torch.no_grad():
             for parameter, saved in zip(parameters, state["parameters"]):
                 parameter.copy_(saved)
@@ -121,7 +112,7 @@ def train(embed: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[to
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
                         "lr": float(scheduler.get_last_lr()[0])})
         print(f"epoch {epoch + 1}/{settings.epochs}: loss {history[-1]['loss']:.5f}", file=sys.stderr)
-        _save_atomically({"parameters": [p.detach().cpu().clone() for p in parameters],
+        save_checkpoint({"parameters": [p.detach().cpu().clone() for p in parameters],
                           "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
                           "torch_rng": torch.get_rng_state(),
                           "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
