@@ -76,3 +76,21 @@ def test_calibration_summary_reports_changes_and_flags_collapse():
     assert not table["collapse"].any()
     collapsed = calibration_summary(_metrics(), _metrics(effective_rank=4.0))
     assert collapsed["collapse"].all()
+
+
+def test_atomic_folder_replaces_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from encoderlens.tables import atomic_folder
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_folder(target) as staging:
+        (staging / "new.txt").write_text("new")
+        assert not (target / "new.txt").exists()  # nothing visible before the block ends
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target) as staging:
+            (staging / "half.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -1,9 +1,11 @@
-"""Tables written the way every stage writes its outputs: beside the target, then renamed."""
+"""Tables and folders written the way every stage writes its outputs: beside the target, then renamed."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -28,3 +30,21 @@ def write_table(frame: pd.DataFrame, path) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextmanager
+def atomic_folder(folder):
+    """Yield an empty temporary sibling of `folder` to fill; when the block ends without an error it
+    replaces `folder` by a rename, and in every case the temporary folder is gone afterwards."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from encoderlens.tables import write_table
+from encoderlens.tables import atomic_folder, write_table
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +64,7 @@ def build_name_index(names: pd.DataFrame, encode, folder, meta: dict | None = No
     seconds = time.perf_counter() - started
     log.info("embedded %d distinct names in %.1f s", len(strings), seconds)
     table = names.assign(vector=keys.map(row_of_key).astype("int64"))
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(folder) as tmp:
         write_table(table, tmp / "names.parquet")
         np.save(tmp / "vectors.npy", vectors)
         index = inner_product_index(vectors)
@@ -86,12 +81,6 @@ def build_name_index(names: pd.DataFrame, encode, folder, meta: dict | None = No
                                    "dimension": int(vectors.shape[1]), "embed_seconds": seconds,
                                    "cached_neighbours": k, "neighbour_seconds": search_seconds}
         (tmp / "meta.json").write_text(json.dumps(info, indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return info
 
 

@@ -8,7 +8,6 @@ the geometry study), and only gallery images train, so the kNN queries stay unse
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from encoderlens.extract.run import ImageFiles, resolve_device
 from encoderlens.finetune.lora import LoraSettings, save_lora_adapter, wrap_with_lora
 from encoderlens.models.registry import load_adapter
+from encoderlens.tables import atomic_folder
 
 from .calibrated_tuning import CalibrationSettings, train
 from .calibration import fit_target_curve
@@ -83,16 +83,14 @@ def calibrate(manifest_path, frozen_embeddings, model_folder, family: str, image
                                         lr=settings["lr"], seed=settings["seed"]),
                     work, device=run_device)
 
-    staging = out_folder.with_name(out_folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_lora_adapter(adapter.model, staging / "adapter")
-    history.to_csv(staging / "history.csv", index=False)
-    curve.to_table().to_parquet(staging / "target_curve.parquet")
-    (staging / "training.json").write_text(json.dumps(
-        {"feature": feature, "train_images": int(len(gallery)), "trainable_parameters": int(sum(p.numel() for p in trainable)),
-         **{k: settings[k] for k in ("epochs", "batch_size", "lr", "lora_rank", "lora_alpha", "lora_dropout", "seed")}},
-        indent=1))
-    shutil.rmtree(out_folder, ignore_errors=True)
-    os.replace(staging, out_folder)
+    with atomic_folder(out_folder) as staging:
+        save_lora_adapter(adapter.model, staging / "adapter")
+        history.to_csv(staging / "history.csv", index=False)
+        curve.to_table().to_parquet(staging / "target_curve.parquet")
+        (staging / "training.json").write_text(json.dumps(
+            {"feature": feature, "train_images": int(len(gallery)),
+             "trainable_parameters": int(sum(p.numel() for p in trainable)),
+             **{k: settings[k] for k in ("epochs", "batch_size", "lr", "lora_rank", "lora_alpha", "lora_dropout",
+                                         "seed")}},
+            indent=1))
     shutil.rmtree(work, ignore_errors=True)

@@ -16,9 +16,6 @@ The whole folder is written beside the target and renamed into place when comple
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from PIL import Image
 from .. import __version__
 from .dashboard_data import (annotated_images, attention_entries, baseline_scores, computed_summary,
                              feature_table, image_boxes, leaderboard_table, table_payload)
+from ..tables import atomic_folder
 from .dashboard_encode import js_call
 
 log = logging.getLogger(__name__)
@@ -179,8 +177,7 @@ def build_dashboard(layout: dict, output: str | Path, settings: dict, results: s
     settings: display_size, thumbnail_size, jpeg_quality, max_images (0 = all).
     """
     output, results = Path(output), Path(results)
-    site = output.with_name(f".{output.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_folder(output) as site:
         index = {
             "version": __version__,
             "datasets": [_annotated_dataset(name, spec, results, site, settings)
@@ -190,10 +187,4 @@ def build_dashboard(layout: dict, output: str | Path, settings: dict, results: s
         }
         _write_text(site / "data" / "index.js", js_call("registerIndex", index))
         _copy_assets(site, "data/index.js")
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(site, output)
-    finally:
-        if site.exists():
-            shutil.rmtree(site)
     return output
