@@ -29,10 +29,8 @@ from .study import aligned_manifest, read_features
 
 
 def differentiable_features(adapter, pixels: torch.Tensor, feature: str) -> torch.Tensor:
-    """The named embedding (cls, mean, cls_raw) with gradients: the adapter's own forward pass,
-    without the no_grad that `encode` carries for extraction."""
-    output = type(adapter).encode.__wrapped__(adapter, pixels, attentions=False)
-    value = getattr(output, feature)
+    """The named embedding (cls, mean, cls_raw) with gradients."""
+    value = getattr(adapter.encode_with_grad(pixels), feature)
     if value is None:
         raise ValueError(f"{adapter.family} has no {feature!r} embedding to calibrate")
     return value

@@ -114,10 +114,15 @@ class FamilyAdapter:
                hidden_states: bool = False) -> EncoderOutput:
         raise NotImplementedError
 
+    def encode_with_grad(self, pixel_values: torch.Tensor) -> EncoderOutput:
+        """`encode` without attentions and without its no_grad: the same forward pass as extraction,
+        for training through the embeddings."""
+        return type(self).encode.__wrapped__(self, pixel_values, attentions=False)
+
     def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, D) the pooled image embedding (`cls` of `encode`) with gradients: a classification
-        head's input. The same forward pass as extraction, without its no_grad."""
-        return type(self).encode.__wrapped__(self, pixel_values, attentions=False).cls
+        head's input."""
+        return self.encode_with_grad(pixel_values).cls
 
     def blocks(self) -> list[torch.nn.Module]:
         """The backbone's blocks in forward order (transformer layers, ResNet bottlenecks); the last
