@@ -159,6 +159,20 @@ def test_within_tolerance_is_euclidean_and_inclusive():
     assert not within_tolerance(np.zeros((3, 3), dtype=bool), 10).any()
 
 
+@pytest.mark.parametrize("tolerance", [0, 1, 2.5, math.sqrt(8), 15, 400])
+def test_within_tolerance_equals_the_distance_transform_of_the_whole_image(tolerance):
+    """The transform runs on a window around the mask; the whole image's transform decides."""
+    from scipy.ndimage import distance_transform_edt
+    rng = np.random.default_rng(int(tolerance * 10))
+    for _ in range(20):
+        mask = np.zeros((int(rng.integers(1, 90)), int(rng.integers(1, 90))), dtype=bool)
+        for _ in range(int(rng.integers(1, 4))):  # boxes, some at the border, and stray pixels
+            top, left = rng.integers(0, mask.shape[0]), rng.integers(0, mask.shape[1])
+            mask[top:top + rng.integers(1, 30), left:left + rng.integers(1, 30)] = True
+        mask |= rng.random(mask.shape) < 0.002
+        np.testing.assert_array_equal(within_tolerance(mask, tolerance), distance_transform_edt(~mask) <= tolerance)
+
+
 # ---- mass thresholds -----------------------------------------------------------------------------------
 def test_mass_threshold_includes_the_crossing_pixel():
     values = np.array([[4.0, 3.0, 2.0, 1.0]])  # mass 10

@@ -163,9 +163,18 @@ def test_kernel_upsampling_is_bitwise_resize_upsample(grid, size):
     wide = np.empty((grid[0], size[1]), dtype=np.float32)
     buffer = np.empty(size[0] * size[1], dtype=np.float32)
     want = upsample(maps, size)
+    block_top = np.empty(-(-size[0] * size[1] // kernel.BLOCK), dtype=np.float32)
     for m in range(len(maps)):
         kernel._upsample_into(maps[m], *taps, wide, buffer)
         np.testing.assert_array_equal(buffer.reshape(size), want[m])
+        # the sweep that also takes the total and the block maxima (plain grids) gives the same pixels
+        buffer[:] = np.nan
+        total, top = kernel._upsample_scan(maps[m], *taps, wide, buffer, block_top)
+        np.testing.assert_array_equal(buffer.reshape(size), want[m])
+        assert top == want[m].max()
+        np.testing.assert_allclose(total, want[m].astype(np.float64).sum(), rtol=1e-12)
+        padded = np.pad(want[m].ravel(), (0, len(block_top) * kernel.BLOCK - want[m].size))
+        np.testing.assert_array_equal(block_top, padded.reshape(-1, kernel.BLOCK).max(axis=1))
 
 
 def test_grid_maps_score_as_their_upsampled_maps():
@@ -176,7 +185,12 @@ def test_grid_maps_score_as_their_upsampled_maps():
     grids = rng.dirichlet(np.full(196, 0.3), size=n_images * per_image).reshape(-1, 14, 14)
     grids[5] = np.nan     # a NaN map stays NaN after upsampling: unscorable
     grids[6] = 0.0        # so does an all-zero one
+    # grids that are not plain (`kernel._grid_is_plain`) are upsampled first and checked pixel by pixel:
+    grids[7, 6, 6] = -0.2 * grids[7].max()  # a negative cell: some pixels negative, unscorable
+    grids[8, 6, 6] = -1e-4 * grids[8, 5:8, 5:8].max()  # so slightly negative that no pixel is: scorable
+    grids[9, :7] = -0.0   # negative zeros are valid values
     grids = grids.astype(np.float16).astype(np.float32)  # as stored in attention.h5
+    grids[10] = grids[10] / grids[10].max() * np.float32(3e37)  # near float32's maximum (not float16's)
     masks = np.stack([box_mask([[0.1 * i, 0.05, 0.3, 0.4]], size) for i in range(2 * n_images)])
     map_of_pair = np.concatenate([np.arange(len(grids))] * 2)
     mask_of_pair = np.concatenate([np.arange(len(grids)) // per_image,
@@ -184,7 +198,8 @@ def test_grid_maps_score_as_their_upsampled_maps():
     got = score_grid_maps(grids, masks, map_of_pair, mask_of_pair, tolerance=15, threads=2)
     want = score_maps_reference(upsample(grids, size)[map_of_pair], masks[mask_of_pair], tolerance=15)
     np.testing.assert_array_equal(got.scorable, want.scorable)
-    assert (~got.scorable).sum() == 4
+    assert (~got.scorable).sum() == 6 and got.scorable[[8, 9, 10]].all()
+    assert not any(kernel._grid_is_plain(grids[i]) for i in (5, 7, 8, 10)) and kernel._grid_is_plain(grids[9])
     np.testing.assert_array_equal(got.iou, want.iou)
     np.testing.assert_array_equal(got.pointing_hit, want.pointing_hit)
     np.testing.assert_allclose(got.coverage, want.coverage, rtol=1e-12)

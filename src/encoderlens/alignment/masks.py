@@ -81,4 +81,11 @@ def within_tolerance(mask: np.ndarray, tolerance: float) -> np.ndarray:
         raise ValueError(f"tolerance must be non-negative, got {tolerance}")
     if not mask.any():
         return np.zeros_like(mask)
-    return distance_transform_edt(~mask) <= tolerance
+    # only pixels within `tolerance` of the mask's bounding box can be near it: transform that window
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    reach = int(np.floor(tolerance)) + 1
+    top, bottom = max(rows[0] - reach, 0), min(rows[-1] + reach + 1, mask.shape[0])
+    left, right = max(cols[0] - reach, 0), min(cols[-1] + reach + 1, mask.shape[1])
+    near = np.zeros_like(mask)
+    near[top:bottom, left:right] = distance_transform_edt(~mask[top:bottom, left:right]) <= tolerance
+    return near
