@@ -104,6 +104,7 @@ rule caption_retrieve:
         "results/{dataset}/captions/candidates.parquet",
     params:
         k=lambda wildcards: CAPTIONS["retrieval"]["k"],
+        orthographic=lambda wildcards: CAPTIONS["retrieval"]["orthographic"],
         encoder=caption_encoder_params,
     log:
         "logs/captions/{dataset}/retrieve.log",

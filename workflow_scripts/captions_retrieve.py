@@ -5,4 +5,4 @@ log_to(snakemake.log[0])
 from encoderlens.captions import jobs
 
 jobs.retrieve_job(snakemake.input.mentions, snakemake.input.index, snakemake.output[0],
-                  snakemake.params.k, snakemake.params.encoder)
+                  snakemake.params.k, snakemake.params.encoder, snakemake.params.orthographic)

