@@ -83,8 +83,9 @@ BINS = 1024              # value bins per map between the floor and the maximum
 BLOCK = 16               # pixels per block (_block_maxima assumes 16); blocks below the floor are skipped
 SAMPLE_STRIDE = 13       # every 13th pixel estimates a tighter floor (odd: no alignment with rows of 2^k)
 SAMPLE_BINS = 64
-SAMPLE_MARGIN = 0.05     # the estimated floor keeps the largest threshold's share + 5% of the mass
+SAMPLE_MARGIN = 0.02     # the estimated floor keeps the largest share + 2% (no fallback in 3,440 maps)
 PLAIN_MAX = np.float32(1e37)  # grid values up to this cannot overflow float32 when interpolated
+RUN_PAIRS = 16           # the fewest pairs a thread scores per call (each call sets up its buffers)
 UNSCORABLE = 0
 SCORED = 1
 NEGATIVE_ZERO_BITS = np.int32(-(2**31))
@@ -131,9 +132,9 @@ def _upsample_scan(grid, col_lo, col_hi, col_w0, col_w1, row_lo, row_hi, row_w0,
     total = 0.0
     top = np.float32(0.0)
     for i in range(row_lo.shape[0]):
-        lo, hi, w0, w1 = row_lo[i], row_hi[i], row_w0[i], row_w1[i]
-        base = i * width
-        for c in range(width):  # written out: as a function call the loop does not vectorise
+        lo, hi, w0, w1 = np.uint64(row_lo[i]), np.uint64(row_hi[i]), row_w0[i], row_w1[i]
+        base = np.uint64(i * width)
+        for c in range(np.uint64(width)):  # written out: as a function call the loop does not vectorise
             out[base + c] = wide[lo, c] * w0 + wide[hi, c] * w1
         total += _sum(out[base:base + width])
         top = max(top, _block_maxima(out, block_top, base // BLOCK, (base + width) // BLOCK))
@@ -147,8 +148,8 @@ def _block_maxima(values, block_top, first, stop):
     independent chains: a plain loop is one chain of 16 dependent steps per block, three times slower."""
     n = values.shape[0]
     top = np.float32(0.0)
-    for block in range(first, stop):
-        j = block * BLOCK
+    for block in range(np.uint64(first), np.uint64(stop)):
+        j = block * np.uint64(BLOCK)
         if j + BLOCK <= n:
             a = max(max(values[j], values[j + 8]), max(values[j + 4], values[j + 12]))
             b = max(max(values[j + 1], values[j + 9]), max(values[j + 5], values[j + 13]))
@@ -217,15 +218,15 @@ def _keep_above(values, block_top, floor, kept):
     Branch-free: every value is written and the end advances only past the kept ones, so a map whose
     values cross the floor at random (noise) costs what a smooth one does."""
     n = values.shape[0]
-    k = 0
+    k = np.uint64(0)  # unsigned indices: no wraparound test for negative ones, a third faster
     for block in range(block_top.shape[0]):
         if block_top[block] < floor:
             continue
-        for j in range(block * BLOCK, min((block + 1) * BLOCK, n)):
+        for j in range(np.uint64(block * BLOCK), np.uint64(min((block + 1) * BLOCK, n))):
             v = values[j]
             kept[k] = v
-            k += v >= floor
-    return k
+            k += np.uint64(v >= floor)
+    return np.int64(k)
 
 
 @njit(cache=True, nogil=True)
@@ -262,8 +263,8 @@ def _histogram(kept, n_kept, floor, top, counts, masses, bin_of):
     shift = 0
     while (top_bits - floor_bits) >> shift >= n_bins:
         shift += 1
-    for i in range(n_kept):
-        b = max((bits[i] - floor_bits) >> shift, 0)  # -0.0 (negative bits) only ever at a floor of 0
+    for i in range(np.uint64(n_kept)):
+        b = np.uint64(max((bits[i] - floor_bits) >> shift, 0))  # -0.0 (negative bits): only at a floor of 0
         bin_of[i] = b
         counts[b] += 1
         masses[b] += kept[i]
@@ -366,8 +367,8 @@ def _resolve_cuts(kept, n_kept, bin_of, counts, boundary, before_mass, before_co
             n_slots += 1
     slot_start[n_slots] = start
     fill = slot_start[:n_slots].copy()
-    for i in range(n_kept):
-        s = slot_of_bin[bin_of[i]]
+    for i in range(np.uint64(n_kept)):
+        s = slot_of_bin[np.uint64(bin_of[i])]
         if s >= 0:
             slot_values[fill[s]] = kept[i]
             fill[s] += 1
@@ -503,8 +504,10 @@ def score_pairs(maps: np.ndarray, map_of_pair: np.ndarray, masks: np.ndarray, ne
         if threads == 1:
             _score_run(*args, 0, n_pairs, out, status)
         else:
-            # runs of pairs, a few per thread so that one slow run does not hold the others up
-            bounds = np.linspace(0, n_pairs, min(4 * threads, n_pairs) + 1).astype(int)
+            # runs of pairs, many per thread (of RUN_PAIRS pairs at least) so that the threads finish
+            # together: one slow run at the end would hold the others up
+            n_runs = max(min(16 * threads, n_pairs // RUN_PAIRS), threads)
+            bounds = np.linspace(0, n_pairs, n_runs + 1).astype(int)
             with ThreadPoolExecutor(threads) as pool:
                 for done in [pool.submit(_score_run, *args, first, stop, out, status)
                              for first, stop in zip(bounds[:-1], bounds[1:])]:
