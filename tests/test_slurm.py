@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, copy_workflow, snakemake
 
@@ -55,8 +56,9 @@ def slurm_run(cluster, tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm_demo") / "workflow")
     result = snakemake(
         workdir, "--workflow-profile", "profiles/slurm",
-        # no accounting database on the local cluster: ask squeue, and ask soon
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
+        # no accounting database on the local cluster: ask squeue; and ask a second after submitting
+        # and after each check that saw a job finish (the plugin adds 10 s per check that saw none)
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
         "--config", f"cluster={{partition: {PARTITION}}}",
         timeout=2400)
     log = (workdir / "slurm_run.log")
@@ -65,15 +67,63 @@ def slurm_run(cluster, tmp_path_factory):
     return workdir, result.stdout + result.stderr, cluster
 
 
+def submissions(output):
+    """What Snakemake logged it would run, in order: ("localrule", rule, []) and ("rule", rule, []) for a
+    step on its own, ("group", group name, [member rules]) for a group job (its members are logged
+    indented under its header). A retried job is logged, and submitted, again."""
+    units = []
+    group = None
+    for line in output.splitlines():
+        header = re.match(r"^\[[^\]]+\] Group job (\S+) \(jobs in lexicogr\. order\):$", line)
+        single = re.match(r"^(localrule|rule) (\w+):$", line)
+        member = re.match(r"^    (localrule|rule) (\w+):$", line)
+        if header:
+            group = ("group", header.group(1), [])
+            units.append(group)
+        elif single:
+            group = None
+            units.append((single.group(1), single.group(2), []))
+        elif member:
+            assert group is not None, f"a job logged as a group member outside a group: {line!r}"
+            assert member.group(1) == "rule", f"a local rule in group {group[1]}: it would run locally"
+            group[2].append(member.group(2))
+    return units
+
+
+def group_job_name(group, members):
+    """The plugin's name for a group job (its SLURM log folder is group_<name>): Snakemake's
+    GroupJob.name, the group and its rules in order, the first five."""
+    rules = sorted(set(members))
+    return "_".join([group, *(rules[:5] + ["..."] if len(rules) > 5 else rules)])
+
+
+# rules that may hold a GPU (resources: gpu): the SLURM profile never groups them
+GPU_RULES = {"extract", "finetune_linear", "finetune_lora", "finetune_full", "probes",
+             "distance_calibration", "caption_translate", "place_name_index", "caption_retrieve",
+             "caption_embeddings"}
+
+
 def test_every_job_but_the_local_rules_went_through_sbatch(slurm_run):
     workdir, output, cluster = slurm_run
-    headers = re.findall(r"^(localrule|rule) (\w+):$", output, flags=re.M)
-    remote = [name for kind, name in headers if kind == "rule"]
-    local = {name for kind, name in headers if kind == "localrule"}
-    assert remote and "extract" in remote and "probes" in remote
+    units = submissions(output)
+    remote = [name for kind, name, _ in units if kind == "rule"]
+    local = {name for kind, name, _ in units if kind == "localrule"}
+    groups = [(name, members) for kind, name, members in units if kind == "group"]
+    grouped = [rule for _, members in groups for rule in members]
+    assert "extract" in remote and "probes" in remote
     assert "extract" not in local and "synthetic_dataset" in local  # declared localrule: True
+    # the profile's groups bundled the short CPU steps: every job of a grouped rule went out in a
+    # group job, under its rule's group; the rules that may hold a GPU went out on their own
+    profile_groups = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())["groups"]
+    assert groups and all(members for _, members in groups)
+    assert {"alignment", "style_probe", "retrieval", "caption_predict", "delta_iou"} <= set(grouped)
+    assert not set(remote) & set(profile_groups)
+    assert all(profile_groups[rule] == name for name, members in groups for rule in members)
+    assert GPU_RULES & set(remote) == GPU_RULES and not GPU_RULES & set(grouped)
+    # one sbatch job per step on its own and one per group job
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
-    assert len(submitted) == len(set(submitted)) == len(remote)
+    assert len(submitted) == len(set(submitted)) == len(remote) + len(groups)
+    assert len(submitted) < len(remote) + len(grouped)
     # the controller saw each of them, in the partition the config named
     controller_log = (cluster["folder"] + "/log/slurmctld.log")
     controller = open(controller_log).read()
@@ -83,17 +133,24 @@ def test_every_job_but_the_local_rules_went_through_sbatch(slurm_run):
     partitions = dict(re.findall(r"sched: Allocate JobId=(\d+) .*Partition=(\S+)", controller))
     partitions.update(re.findall(r"sched/backfill: _start_job: Started JobId=(\d+) in (\S+)", controller))
     assert {partitions.get(job) for job in submitted} == {PARTITION}
-    # each submission names its job's rule in its SLURM log path (the plugin removes the logs of
-    # jobs that succeeded)
+    # each submission names its job's rule, or its group and the group's rules, in its SLURM log
+    # path (the plugin removes the logs of jobs that succeeded)
     rule_of = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/", output))
-    assert set(rule_of) == set(submitted)
+    group_of = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/group_([^/\s]+)/", output))
+    assert set(rule_of) | set(group_of) == set(submitted) and not set(rule_of) & set(group_of)
     assert sorted(rule_of.values()) == sorted(remote)
-    # each job was given its rule's threads as CPUs: probes run on two, extraction on the model's one
+    assert sorted(group_of.values()) == sorted(group_job_name(name, members) for name, members in groups)
+    # each job was given its rule's threads as CPUs: probes run on two, extraction on the model's one;
+    # a group job runs its members one after another and asks for its largest member, here one CPU
+    # (six alignments and a figure included), never for the sum of members that could run side by side
     cpus = dict(re.findall(r"sched: Allocate JobId=(\d+) .*#CPUs=(\d+)", controller))
     for job, rule in rule_of.items():
         if rule in ("probes", "extract") and job in cpus:
             assert int(cpus[job]) == (2 if rule == "probes" else 1), (rule, job)
     assert any(rule == "probes" and job in cpus for job, rule in rule_of.items())
+    assert any(job in cpus for job in group_of)
+    assert {cpus[job] for job in group_of if job in cpus} == {"1"}
+    assert max(len(members) for _, members in groups) >= 7
 
 
 def _result_files(workdir, suffixes):

@@ -150,7 +150,35 @@ def test_local_profile_caps_gpus_and_slurm_profile_submits_with_defaults(workflo
     assert {"mem_mb", "runtime"} <= set(slurm["default-resources"])
     # no default cpus_per_task, which would replace each rule's threads as --cpus-per-task
     assert "cpus_per_task" not in slurm["default-resources"]
-    assert "resources" not in slurm  # no cap on GPU jobs: the cluster hands out the cards
+    assert "gpu" not in slurm.get("resources", {})  # no cap on GPU jobs: the cluster hands out the cards
+
+
+def test_slurm_profile_groups_only_submitted_cpu_rules(demo_rules, workflow_copy):
+    slurm = yaml.safe_load((workflow_copy / "profiles/slurm/config.yaml").read_text())
+    groups, components = slurm["groups"], slurm["group-components"]
+    # every grouped rule exists (a renamed rule would silently leave its group) and is submitted: a
+    # group holding a local rule would run on the submitting host
+    assert sorted(set(groups) - set(demo_rules)) == []
+    assert sorted(set(groups) - set(submitted(demo_rules))) == []
+    # no rule that may hold a GPU: the card would idle through the group's CPU steps, a group could
+    # mix the GPU and the CPU partition (Snakemake refuses that), and a failed group job reruns all
+    # of its members
+    assert sorted(rule for rule in groups if "gpu" in demo_rules[rule]["declared"]) == []
+    assert set(components) <= set(groups.values())
+    assert all(isinstance(count, int) and count >= 1 for count in components.values())
+
+
+def test_slurm_group_jobs_ask_for_their_largest_member(demo_rules, workflow_copy):
+    """The job step runs a group's members one at a time: every job holds one group slot, a group
+    submission has one (scope local: not counted across the cluster), and the local rules hold none,
+    so the submitting host still runs them side by side."""
+    slurm = yaml.safe_load((workflow_copy / "profiles/slurm/config.yaml").read_text())
+    assert slurm["default-resources"]["group_slots"] == 1
+    assert slurm["resources"] == {"group_slots": 1}
+    assert slurm["set-resource-scopes"] == {"group_slots": "local"}
+    local = {name for name, rule in demo_rules.items() if rule["local"] and not rule["norun"]}
+    assert {rule for rule, settings in slurm["set-resources"].items()
+            if settings.get("group_slots") == 0} == local
 
 
 def test_jobs_inherit_hdf5_file_locking_off(workflow_copy):
