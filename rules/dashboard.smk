@@ -11,7 +11,9 @@ rule dashboard:
     resources:
         mem_mb=memory_mb(2000, per_image_kb=4),
         runtime=runtime_minutes(20, per_image_s=0.01),
-        **slurm_partition(),
+    # the report: it runs where Snakemake runs (a few seconds of tables and figures read into one
+    # HTML folder), as Snakemake's own --report does; no partition, no queue wait at the very end
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     script:
