@@ -318,7 +318,8 @@ def finetune_variants_of(dataset, model):
 
 
 FINETUNE_KEYS = ("classes", "val_fraction", "epochs", "batch_size", "head_lr", "lora_lr", "backbone_lr",
-                 "last_blocks", "weight_decay", "warmup_fraction", "grad_clip", "patience", "lora", "seed")
+                 "last_blocks", "weight_decay", "warmup_fraction", "grad_clip", "patience", "lora", "seed",
+                 "min_pool_images")
 
 
 def finetune_params(wildcards):
@@ -341,7 +342,8 @@ def tuned_alignment(wildcards):
 
 
 def style_probe_params(wildcards):
-    return {"classes": FINETUNE["classes"], "seed": FINETUNE["seed"], **FINETUNE["style_probe"]}
+    return {"classes": FINETUNE["classes"], "seed": FINETUNE["seed"],
+            "min_pool_images": FINETUNE["min_pool_images"], **FINETUNE["style_probe"]}
 
 
 def finetune_targets():

@@ -54,11 +54,22 @@ def test_church_files_follow_the_wikichurches_layout(tmp_path):
     lefts = [e["left"] for entry in parts["annotations"].values()
              for g in entry["bbox_groups"] for e in g["elements"]]
     assert any(-0.05 < v < 0 for v in lefts)  # a few small negative coordinates, as in the real file
-    listed = {name for info in churches.values() for name in info["images"]}
-    assert listed == {p.name for p in (tmp_path / "images").glob("*.jpg")}
-    assert all(set(info["styles"]) - {"Q186363"} <= set(STYLES) for info in churches.values())
+    # churches.json in the real schema (ssl_wikichurches' data notebook prints it): no image list
+    for qid, info in churches.items():
+        assert set(info) == {"id", "name", "built_year", "styles", "country", "location"}
+        assert info["id"] == qid and set(info["country"]) == {"id", "name"}
+        assert set(info["location"]) == {"lat", "lon"}
+        assert info["built_year"] is None or isinstance(info["built_year"], (int, list))
+        assert set(info["styles"]) - {"Q186363"} <= set(STYLES)
+    assert {type(info["built_year"]) for info in churches.values()} >= {int, type(None)}
+    # the image list is image_meta.json, keyed by file name; the church is the name before the "_"
+    image_meta = json.loads((tmp_path / "image_meta.json").read_text())
+    assert set(image_meta) == {p.name for p in (tmp_path / "images").glob("*.jpg")}
+    assert {name.split("_", 1)[0] for name in image_meta} == set(churches)
+    # style_names.txt: "QID name", split once on whitespace (names contain spaces)
     lines = (tmp_path / "style_names.txt").read_text().splitlines()
-    assert dict(line.split("\t") for line in lines) == STYLES
+    names = dict(line.split(None, 1) for line in lines)
+    assert {q: names[q] for q in STYLES} == STYLES and names["Q186363"] == "Gothic Revival Architecture"
 
 
 def _box_mask(boxes, height, width):

@@ -221,7 +221,7 @@ def test_safe_extract_selects_and_flattens(tmp_path):
 
 # ---- fetch_wikichurches ------------------------------------------------------------------------
 N_IMAGES, N_ANNOTATED = 12, 6
-OTHER_STYLE_IMAGE = "Q1_wd0.jpg"  # listed in churches.json under a style the study does not use
+OTHER_STYLE_IMAGE = "Q1_wd0.jpg"  # in image_meta.json, of a church of a style the study does not use
 
 
 @pytest.fixture(scope="module")
@@ -230,9 +230,13 @@ def zenodo_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("wikichurches_source")
     write_synthetic_churches(root, n_images=N_IMAGES, seed=3, n_annotated=N_ANNOTATED)
     churches = json.loads((root / "churches.json").read_text())
-    image_bytes = (root / "images" / next(iter(churches.values()))["images"][0]).read_bytes()
-    churches["Q1"] = {"name": "Neo-Byzantine church", "styles": ["Q1056456"],
-                      "images": [OTHER_STYLE_IMAGE]}
+    image_meta = json.loads((root / "image_meta.json").read_text())
+    assert all("images" not in info for info in churches.values())  # the real schema: no image list
+    image_bytes = (root / "images" / next(iter(image_meta))).read_bytes()
+    churches["Q1"] = {"id": "Q1", "name": "Neo-Byzantine church", "built_year": None,
+                      "styles": ["Q1056456"], "country": {"id": "Q183", "name": "Germany"},
+                      "location": {"lat": 50.0, "lon": 8.0}}
+    image_meta[OTHER_STYLE_IMAGE] = {}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("wikichurches/images/", b"")  # a folder entry, as zip tools write them
@@ -243,7 +247,8 @@ def zenodo_files(tmp_path_factory):
         archive.writestr("notes/readme.txt", b"unrelated")
     files = {"building_parts.json": (root / "building_parts.json").read_bytes(),
              "churches.json": json.dumps(churches).encode(),
-             "image_meta.json": b"{}\n", "style_names.txt": (root / "style_names.txt").read_bytes(),
+             "image_meta.json": json.dumps(image_meta).encode(),
+             "style_names.txt": (root / "style_names.txt").read_bytes(),
              "parent_child_rel.txt": b"", "images.zip": buffer.getvalue()}
     assert set(files) == set(WIKICHURCHES_FILES)
     return files
@@ -270,8 +275,8 @@ def test_fetch_wikichurches_end_to_end(zenodo_files, tmp_path, images):
 
     annotated = set(json.loads(zenodo_files["building_parts.json"])["annotations"])
     extracted = {p.name for p in (dest / "images").iterdir()}
-    churches = json.loads(zenodo_files["churches.json"])
-    every = {name for info in churches.values() for name in info["images"]}
+    every = set(json.loads(zenodo_files["image_meta.json"]))
+    assert len(every) == N_IMAGES + 1
     assert extracted == (annotated if images == "annotated" else every - {OTHER_STYLE_IMAGE})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wikichurches", "wikichurches.download"]
     assert (dest / "churches.json").read_bytes() == zenodo_files["churches.json"]  # as shipped
@@ -280,7 +285,7 @@ def test_fetch_wikichurches_end_to_end(zenodo_files, tmp_path, images):
     expected = N_ANNOTATED if images == "annotated" else N_IMAGES
     assert len(result.manifest) == expected and len(result.annotations) > 0
     assert (result.manifest["split"] == "annotated").sum() == N_ANNOTATED
-    # Images listed in churches.json but not extracted show up as skip records, nothing else.
+    # Images listed in image_meta.json but not extracted show up as skip records, nothing else.
     assert set(result.skipped["reason"]) == {"missing image file"}
     assert len(result.skipped) == len(every) - expected
 

@@ -4,6 +4,7 @@ the ΔIoU table, the style probe, and the known answer on synthetic churches."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -278,6 +279,37 @@ def test_delta_iou_pairs_images_and_drops_unscorable():
     assert summary["retention"].iloc[0] == pytest.approx((0.6 / 3) / (0.6 / 3))
     with pytest.raises(ValueError, match="duplicate"):
         delta_iou(pd.concat([frozen, frozen]), tuned)
+
+
+# ---- the pool a study needs ----------------------------------------------------------------------
+@pytest.mark.parametrize("pool_kept, count", [(0, 0), (5, 5)])
+def test_studies_stop_before_training_on_an_empty_or_tiny_pool(churches, tmp_path, pool_kept, count):
+    """A WikiChurches folder whose image_meta.json lists only the annotated images (what the old
+    reader made of the real files: no pool) stops fine-tuning and the style probe before any model
+    or embedding is read, naming the manifest and the count."""
+    root = tmp_path / "dataset"
+    shutil.copytree(churches / "dataset", root)
+    parts = json.loads((root / "building_parts.json").read_text())["annotations"]
+    image_meta = json.loads((root / "image_meta.json").read_text())
+    pool = [name for name in image_meta if name not in parts][:pool_kept]
+    (root / "image_meta.json").write_text(json.dumps({n: image_meta[n] for n in [*parts, *pool]}))
+    manifest_path = tmp_path / "manifest.parquet"
+    write_manifest_outputs(read_wikichurches(root), manifest_path)
+    manifest = pd.read_parquet(manifest_path)
+    assert (manifest["split"] == "pool").sum() == count and (manifest["split"] == "annotated").sum() == 16
+
+    message = rf"{tmp_path}/manifest\.parquet: .* holds {count} images .* at least 20 are needed"
+    with pytest.raises(ValueError, match=message):
+        run_finetune(manifest_path, tmp_path / "no_model", "dinov2", "linear", settings(), tmp_path / "out")
+    with pytest.raises(ValueError, match=message):
+        style_probe(tmp_path / "no_embeddings.h5", manifest, CLASSES, model="m", source=manifest_path)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
+    # a configured minimum the pool meets passes this check; too few churches to validate on still
+    # stop the job before training, naming the manifest
+    if count:
+        with pytest.raises(ValueError, match=rf"{tmp_path}/manifest\.parquet: style task: \d churches"):
+            run_finetune(manifest_path, tmp_path / "no_model", "dinov2", "linear",
+                         settings(min_pool_images=count), tmp_path / "out")
 
 
 # ---- style probe ---------------------------------------------------------------------------------

@@ -85,16 +85,25 @@ def test_wikichurches_manifest_and_annotations(sources):
     root = sources / "churches"
     result = read_wikichurches(root)
     manifest, annotations = result.manifest, result.annotations
-    assert list(manifest.columns) == ["image_id", "path", "split", "church_id", "styles", "style_label"]
+    assert list(manifest.columns) == ["image_id", "path", "split", "church_id", "styles", "style_label",
+                                      "exif_orientation", "image_mode", "pixel_conversion"]
     assert len(manifest) == 16 and manifest["image_id"].is_unique and len(result.skipped) == 0
     assert manifest["split"].value_counts().to_dict() == {"annotated": 8, "pool": 8}
     assert set(manifest["style_label"]) == {"Romanesque", "Gothic", "Renaissance", "Baroque"}
     assert manifest["path"].str.startswith(str(root / "images") + "/").all()
+    assert (manifest["exif_orientation"] == 1).all() and (manifest["image_mode"] == "RGB").all()
+    assert (manifest["pixel_conversion"] == "").all()
 
+    # The pool is image_meta.json (keyed by file name) joined to churches.json through the church id
+    # before the first "_"; churches.json lists no images, as the real file.
     churches = json.loads((root / "churches.json").read_text())
+    image_meta = json.loads((root / "image_meta.json").read_text())
+    assert all("images" not in info for info in churches.values())
+    assert sorted(f"{i}.jpg" for i in manifest["image_id"]) == sorted(image_meta)
+    assert manifest["image_id"].str.endswith("_wd1").sum() == 1  # a church with two photos
     for row in manifest.itertuples():
+        assert row.church_id == row.image_id.split("_")[0]
         assert row.styles == "|".join(churches[row.church_id]["styles"])
-        assert f"{row.image_id}.jpg" in churches[row.church_id]["images"]
 
     parts = json.loads((root / "building_parts.json").read_text())["annotations"]
     n_boxes = sum(len(g["elements"]) for entry in parts.values() for g in entry["bbox_groups"])
@@ -159,7 +168,7 @@ def test_wikichurches_boxes_clamped_or_skipped(copy):
         {"left": -0.0625, "top": 0.5, "width": 0.25, "height": 0.125, "label": 2},
         {"left": 0.25, "top": 0.25, "width": 0.0, "height": 0.125, "label": 2},
         {"left": 1.25, "top": 0.25, "width": 0.125, "height": 0.125, "label": 2},
-        {"left": 0.875, "top": -0.125, "width": 0.25, "height": 0.5, "label": "Spire"},
+        {"left": 0.875, "top": -0.125, "width": 0.25, "height": 0.5, "label": 5},
         {"left": 0.5, "top": -0.5, "width": 0.25, "height": 0.25, "label": 4},
     ]}]
     path.write_text(json.dumps(data))
@@ -168,7 +177,7 @@ def test_wikichurches_boxes_clamped_or_skipped(copy):
     assert boxes[["box_id", "feature", "left", "top", "width", "height", "clamped"]].to_dict("records") == [
         {"box_id": 0, "feature": "Round-arch window", "left": 0.0, "top": 0.5, "width": 0.1875,
          "height": 0.125, "clamped": True},
-        {"box_id": 3, "feature": "Spire", "left": 0.875, "top": 0.0, "width": 0.125,
+        {"box_id": 3, "feature": "Pointed-arch portal", "left": 0.875, "top": 0.0, "width": 0.125,
          "height": 0.375, "clamped": True},
     ]
     skipped = result.skipped.set_index("row")
@@ -183,8 +192,8 @@ def test_wikichurches_style_label_takes_the_first_known_style(copy):
     path = root / "churches.json"
     churches = json.loads(path.read_text())
     parts = json.loads((root / "building_parts.json").read_text())["annotations"]
-    pool_church = next(q for q, info in churches.items() if info["images"][0] not in parts)
-    other = next(q for q in churches if q != pool_church and churches[q]["images"][0] not in parts)
+    pool_church = next(q for q in churches if f"{q}_wd0.jpg" not in parts)
+    other = next(q for q in churches if q != pool_church and f"{q}_wd0.jpg" not in parts)
     churches[pool_church]["styles"] = ["Q186363"]  # Gothic Revival only: none of the four
     churches[other]["styles"] = ["Q186363", "Q840829", "Q46261"]
     path.write_text(json.dumps(churches))
@@ -283,3 +292,57 @@ def test_captions_subsets_bad_images_and_missing_columns(copy):
     # language, country, entity, image and subset are optional (issue #7)
     table.drop(columns=["language", "country", "entity"]).to_csv(root / "captions.csv", index=False)
     assert set(read_captions(root).manifest["language"]) == {""}
+
+
+def test_wikichurches_invalid_boxes_and_labels_become_skip_records(copy):
+    root = copy("churches")
+    path = root / "building_parts.json"
+    data = json.loads(path.read_text())
+    first, second = list(data["annotations"])[:2]
+    good = {"left": 0.25, "top": 0.25, "width": 0.25, "height": 0.25, "label": 2}
+    bad = [{**good, "left": float("nan")}, {**good, "width": float("inf")},
+           {**good, "top": "0.25"}, {**good, "label": -1}, {**good, "label": len(META)},
+           {**good, "label": True}, {**good, "label": "Spire"}, {k: v for k, v in good.items() if k != "height"}]
+    data["annotations"][first]["bbox_groups"] = [{"group_label": 0, "elements": bad + [good]}]
+    data["annotations"][second]["bbox_groups"] = [{"group_label": 0, "elements": bad[:2]}]
+    path.write_text(json.dumps(data))  # Python's json writes NaN and Infinity; json.loads reads them
+    assert "NaN" in path.read_text() and "Infinity" in path.read_text()
+
+    result = read_wikichurches(root)
+    boxes = result.annotations.groupby("image_id")["box_id"].apply(list).to_dict()
+    assert boxes[first.removesuffix(".jpg")] == [8]  # only the good one, still pointing into the JSON
+    assert second.removesuffix(".jpg") not in boxes
+    skipped = result.skipped.set_index("row")["reason"].to_dict()
+    assert set(result.skipped["file"]) == {str(path)}
+    reasons = [skipped[f"{first} bbox_groups[0].elements[{e}]"] for e in range(len(bad))]
+    assert reasons == [
+        "coordinate left=nan is not finite", "coordinate width=inf is not finite",
+        "coordinate top='0.25' is not a number",
+        f"label -1 is not an index into building_parts.json's meta (0..{len(META) - 1})",
+        f"label {len(META)} is not an index into building_parts.json's meta (0..{len(META) - 1})",
+        f"label True is not an index into building_parts.json's meta (0..{len(META) - 1})",
+        f"label 'Spire' is not an index into building_parts.json's meta (0..{len(META) - 1})",
+        "missing coordinate 'height'"]
+    # the image left with no usable box is recorded (it stays in the manifest, held out, unscored)
+    assert skipped[second].startswith("annotated image left with no usable box (2 skipped)")
+    assert first not in skipped
+    manifest = result.manifest.set_index("image_id")
+    assert manifest.loc[second.removesuffix(".jpg"), "split"] == "annotated"
+
+
+def test_wikichurches_pool_needs_the_church_in_churches_json(copy):
+    root = copy("churches")
+    meta_path = root / "image_meta.json"
+    image_meta = json.loads(meta_path.read_text())
+    image_meta["Q1_wd0.jpg"] = {}  # a church churches.json does not know
+    meta_path.write_text(json.dumps(image_meta))
+    result = read_wikichurches(root)
+    assert len(result.manifest) == 16
+    assert result.skipped.to_dict("records") == [
+        {"file": str(meta_path), "row": "Q1_wd0.jpg", "reason": "church Q1 is not in churches.json (no styles)"}]
+    meta_path.write_text("[]")
+    with pytest.raises(ValueError, match=r"image_meta\.json: expected an object keyed by image file name"):
+        read_wikichurches(root)
+    meta_path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"image_meta\.json"):
+        read_wikichurches(root)

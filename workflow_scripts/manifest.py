@@ -2,9 +2,13 @@ from encoderlens.logs import log_to
 
 log_to(snakemake.log[0])
 
+import logging
+
 from encoderlens.data.formats import read_dataset
+from encoderlens.data.images import pixel_summary
 from encoderlens.data.manifest import write_manifest_outputs
 
 result = read_dataset(snakemake.params.format, snakemake.input[0])
+logging.getLogger("encoderlens.manifest").info("%s: %s", snakemake.input[0], pixel_summary(result.manifest))
 write_manifest_outputs(result, snakemake.output.manifest, snakemake.output.annotations,
                        snakemake.output.skipped)

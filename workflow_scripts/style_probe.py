@@ -10,5 +10,6 @@ from encoderlens.tables import write_table
 settings = snakemake.params.probe
 table = style_probe(snakemake.input.embeddings, pd.read_parquet(snakemake.input.manifest), settings["classes"],
                     model=snakemake.wildcards.model, features=settings["features"], folds=settings["folds"],
-                    C=settings["C"], seed=settings["seed"])
+                    C=settings["C"], seed=settings["seed"], source=snakemake.input.manifest,
+                    min_pool_images=settings["min_pool_images"])
 write_table(table, snakemake.output[0])

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from encoderlens.data.images import as_rgb
+
 from .baselines import baseline_maps, image_seed
 from .masks import box_masks
 from .methods import available_methods, read_method
@@ -129,7 +131,7 @@ def score_baselines(manifest: pd.DataFrame, annotations: pd.DataFrame, baselines
     none = np.array([-1])
     for (image_id,), mask in masks.items():
         with Image.open(paths[image_id]) as image:
-            pixels = np.asarray(image.convert("RGB"))
+            pixels = np.asarray(as_rgb(image))
         for name in baselines:
             maps = baseline_maps(name, pixels, size, seed=image_seed(seed, image_id), draws=draws)
             labels = {"image_id": image_id, "model": "baseline", "variant": "", "method": name}

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from encoderlens.data.captions import read_captions
+from encoderlens.data.images import PIXEL_COLUMNS, add_pixel_columns, remembered_checks
 from encoderlens.data.manifest import ManifestResult
 from encoderlens.data.osv5m import read_osv5m
 from encoderlens.data.synthetic_captions import write_synthetic_captions
@@ -29,7 +30,13 @@ def _lookup(table: dict, dataset_format: str, what: str):
 
 
 def read_dataset(dataset_format: str, root: str | Path) -> ManifestResult:
-    return _lookup(READERS, dataset_format, "reader")(root)
+    """The format's reader, then the pixel columns (EXIF orientation, mode, 8-bit conversion) on any
+    manifest whose reader does not write them, from the checks the reader made."""
+    with remembered_checks() as checks:
+        result = _lookup(READERS, dataset_format, "reader")(root)
+    if not set(PIXEL_COLUMNS) <= set(result.manifest.columns):
+        result.manifest = add_pixel_columns(result.manifest, checks)
+    return result
 
 
 def write_synthetic_dataset(dataset_format: str, root: str | Path, **settings) -> None:

@@ -3,18 +3,22 @@
 Written in the layout of the real dataset (Zenodo 5166987), so `read_wikichurches` reads both:
 
     root/
-      churches.json        {"<QID>": {"name", "styles": [QIDs], "images": ["<QID>_wd0.jpg", ...],
-                              "latitude", "longitude"}}
+      churches.json        {"<QID>": {"id", "name", "built_year" (int, [int, int] or null), "styles":
+                              [QIDs], "country": {"id", "name"}, "location": {"lat", "lon"}}}:
+                              no list of images, as in the real file
+      image_meta.json      {"<QID>_wd<k>.jpg": {...}}: every image, keyed by file name (the real
+                              values are per-image metadata whose fields no evidence shows; the
+                              reader uses the keys only, so a small stand-in object is written)
       building_parts.json  {"meta": [{"name", "parents": [meta indices]}],
                             "annotations": {"<QID>_wd0.jpg": {"styles": [QIDs], "bbox_groups":
                                [{"group_label": meta index, "elements": [{"left", "top", "width",
                                  "height", "label": meta index}]}]}}}
-      style_names.txt      "<QID>\t<name>" per line
+      style_names.txt      "<QID> <name>" per line (one space, as the real file)
       images/<QID>_wd<k>.jpg
 
 Boxes are fractions of the full image; like the real file, a few have small negative coordinates
 (a window cut by the image edge). About half the images are annotated; the rest form the
-style-labelled "pool" (listed in churches.json only), and some pool churches have a second image.
+style-labelled "pool" (listed in image_meta.json only), and some pool churches have a second image.
 
 Why the style is only inside the boxes: every image is drawn in two independent random streams.
 The layout stream (sky, wall, roof, tower, distractor ornaments, box positions, pixel noise) never
@@ -37,6 +41,11 @@ from encoderlens.data.images import save_jpeg
 
 STYLES = {"Q46261": "Romanesque", "Q176483": "Gothic", "Q236122": "Renaissance", "Q840829": "Baroque"}
 GOTHIC_REVIVAL = "Q186363"  # listed before Gothic on some churches, as multi-style entries are real
+# style_names.txt as the real file spells the names (a space after the id; names with spaces)
+STYLE_NAMES = {**STYLES, GOTHIC_REVIVAL: "Gothic Revival Architecture"}
+# (Wikidata id, name) as churches.json's "country" objects carry them
+COUNTRIES = [("Q183", "Germany"), ("Q142", "France"), ("Q38", "Italy"), ("Q29", "Spain"),
+             ("Q145", "United Kingdom"), ("Q31", "Belgium")]
 SHAPES = {"Q46261": "round", "Q176483": "pointed", "Q236122": "pediment", "Q840829": "broken"}
 
 # The building-part ontology (meta): generic groups first, then the style-specific parts.
@@ -223,7 +232,8 @@ def write_synthetic_churches(root, n_images: int = 40, seed: int = 0, width: int
     styles = [style_ids[i % 4] for i in rng.permutation(n_annotated)]
     styles += [style_ids[i % 4] for i in rng.permutation(n_images - n_annotated)]
 
-    churches, annotations = {}, {}
+    facts = np.random.default_rng([seed, 1])  # country and year: a stream of their own
+    churches, annotations, image_meta = {}, {}, {}
     church_number, qid = 0, None
     for i in range(n_images):
         # Every fifth pool image is a second photo (wd1) of the church before it, as in the real
@@ -232,25 +242,31 @@ def write_synthetic_churches(root, n_images: int = 40, seed: int = 0, width: int
         if second:
             styles[i] = styles[i - 1]
             file_name = f"{qid}_wd1.jpg"
-            churches[qid]["images"].append(file_name)
         else:
             qid = f"Q{9_000_000 + 1000 * (seed % 1000) + church_number}"
             church_number += 1
             file_name = f"{qid}_wd0.jpg"
             style = styles[i]
             listed = [GOTHIC_REVIVAL, style] if style == "Q176483" and rng.random() < 0.3 else [style]
-            churches[qid] = {"name": f"Synthetic church {church_number}", "styles": listed,
-                             "images": [file_name],
-                             "latitude": round(float(rng.uniform(36, 58)), 5),
-                             "longitude": round(float(rng.uniform(-8, 24)), 5)}
+            country = COUNTRIES[int(facts.integers(len(COUNTRIES)))]
+            year = int(facts.integers(1000, 1800))
+            built = [year, year + int(facts.integers(20, 200))] if facts.random() < 0.15 else \
+                (None if facts.random() < 0.5 else year)  # most real churches lack a year
+            churches[qid] = {"id": qid, "name": f"Synthetic church {church_number}",
+                             "built_year": built, "styles": listed,
+                             "country": {"id": country[0], "name": country[1]},
+                             "location": {"lat": round(float(rng.uniform(36, 58)), 6),
+                                          "lon": round(float(rng.uniform(-8, 24)), 6)}}
         edge_box = i < n_annotated and i % 6 == 1
         pixels, boxes = render_church([seed, i], styles[i], width, height, edge_box=edge_box)
         save_jpeg(pixels, root / "images" / file_name)
+        image_meta[file_name] = {"width": width, "height": height}
         if i < n_annotated:
             annotations[file_name] = {"styles": churches[qid]["styles"],
                                       "bbox_groups": _annotation(styles[i], boxes, width, height)}
 
     (root / "churches.json").write_text(json.dumps(churches, indent=1) + "\n")
+    (root / "image_meta.json").write_text(json.dumps(image_meta, indent=1) + "\n")
     (root / "building_parts.json").write_text(
         json.dumps({"meta": META, "annotations": annotations}, indent=1) + "\n")
-    (root / "style_names.txt").write_text("".join(f"{q}\t{name}\n" for q, name in STYLES.items()))
+    (root / "style_names.txt").write_text("".join(f"{q} {name}\n" for q, name in STYLE_NAMES.items()))

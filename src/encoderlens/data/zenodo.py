@@ -1,15 +1,16 @@
 """Fetch WikiChurches (Barz & Denzler 2021) from Zenodo record 5166987.
 
 Only the images the study uses are extracted from the ~10 GB images.zip: the annotated ones (keys of
-building_parts.json's "annotations") and, with images="annotated+pool", every image listed in
-churches.json for a church carrying at least one of the four studied styles. The result has the
+building_parts.json's "annotations") and, with images="annotated+pool", every image of image_meta.json
+(keyed by file name) whose church (the name before the first "_") carries at least one of the four
+studied styles in churches.json. The result has the
 layout `encoderlens.data.wikichurches.read_wikichurches` reads:
 
     dest/building_parts.json, churches.json, image_meta.json, style_names.txt, parent_child_rel.txt
     dest/images/<file name>            flat, whatever folder the archive nests them in
     dest/.fetch_complete.json          which image set was extracted, and what the archive lacked
 
-The metadata files are kept exactly as Zenodo ships them, so churches.json still lists images that
+The metadata files are kept exactly as Zenodo ships them, so image_meta.json still lists images that
 were not extracted (other styles, or the pool under images="annotated"); the reader reports those as
 missing-image skip records.
 
@@ -30,7 +31,7 @@ import requests
 
 from encoderlens.data.archive import safe_extract
 from encoderlens.data.download import DownloadError, download_file, redact_url
-from encoderlens.data.wikichurches import STYLES, load_json
+from encoderlens.data.wikichurches import STYLES, church_of, load_json
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,13 @@ def zenodo_file_info(api_url: str = API_URL, timeout: float = 60,
     return sizes, checksums
 
 
-def study_images(parts: dict, churches: dict, images: str = "annotated") -> set[str]:
+def study_images(parts: dict, churches: dict, image_meta: dict, images: str = "annotated") -> set[str]:
     """File names to extract: annotated images, plus the studied-style churches' images if asked."""
     wanted = set((parts.get("annotations") or {}).keys())
     if images == "annotated+pool":
-        for info in churches.values():
-            # the same field the reader takes a church's styles from
-            if isinstance(info, dict) and set(map(str, info.get("styles") or [])) & set(STYLES):
-                wanted.update(info.get("images") or [])
+        studied = {qid for qid, info in churches.items()  # the field the reader takes styles from
+                   if isinstance(info, dict) and set(map(str, info.get("styles") or [])) & set(STYLES)}
+        wanted.update(name for name in image_meta if church_of(name) in studied)
     return wanted
 
 
@@ -138,7 +138,7 @@ def fetch_wikichurches(dest, base_url: str = BASE_URL, checksums: dict[str, str]
     for name in METADATA_FILES:
         get(name)
     wanted = study_images(load_json(cache / "building_parts.json"), load_json(cache / "churches.json"),
-                          images)
+                          load_json(cache / "image_meta.json"), images)
     archive = get(IMAGES_ZIP)
 
     tmp = dest.with_name(dest.name + ".tmp")

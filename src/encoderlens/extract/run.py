@@ -25,6 +25,7 @@ from tqdm import tqdm
 from encoderlens import __version__
 from encoderlens.attention.gradcam import classifier_logits, gradcam_maps
 from encoderlens.attention.maps import cls_attention, mean_received_attention, rollout
+from encoderlens.data.images import as_rgb
 from encoderlens.extract.h5 import atomic_h5, create_per_image, set_attributes, write_ids
 from encoderlens.extract.shards import ShardStore
 from encoderlens.models.base import FamilyAdapter
@@ -79,7 +80,7 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         with Image.open(self.paths[index]) as image:
-            return self.preprocess(image)
+            return self.preprocess(as_rgb(image))
 
 
 def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,

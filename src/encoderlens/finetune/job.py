@@ -33,7 +33,7 @@ from encoderlens.models.tuned import BACKBONE
 
 from .lora import LoraSettings, save_lora_adapter
 from .strategies import LearningRates, count_parameters, prepare
-from .task import class_counts, style_task
+from .task import MIN_POOL_IMAGES, class_counts, require_pool, style_task
 from .training import TrainingSettings, evaluate, train
 
 HEAD = "head.safetensors"
@@ -85,7 +85,13 @@ def run_finetune(manifest_path, model_folder, family: str, strategy: str, settin
     torch.set_num_threads(max(1, threads))
     out_folder = Path(out_folder)
     classes = settings["classes"]
-    task = style_task(pd.read_parquet(manifest_path), classes, settings["val_fraction"], settings["seed"])
+    manifest = pd.read_parquet(manifest_path)
+    require_pool(manifest, classes, manifest_path, f"fine-tuning ({strategy})",
+                 settings.get("min_pool_images", MIN_POOL_IMAGES))
+    try:
+        task = style_task(manifest, classes, settings["val_fraction"], settings["seed"])
+    except ValueError as error:
+        raise ValueError(f"{manifest_path}: {error}") from None
     names = list(dict.fromkeys(classes.values()))
     parts = {role: task[task["role"] == role].reset_index(drop=True) for role in ("train", "val", "heldout")}
     print(f"style task ({strategy}): " + ", ".join(f"{r} {len(p)}" for r, p in parts.items())

@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .task import style_class
+from .task import MIN_POOL_IMAGES, require_pool, style_class
 
 COLUMNS = ["model", "feature", "n_images", "n_classes", "folds", "accuracy_mean", "accuracy_std",
            "accuracy", "balanced_accuracy", "macro_f1", "chance_accuracy", "majority_accuracy"]
@@ -61,7 +61,9 @@ def cross_validated_probe(X: np.ndarray, y: np.ndarray, groups: np.ndarray, fold
 
 def style_probe(embeddings_path, manifest: pd.DataFrame, classes: Mapping[str, str], model: str,
                 features: Sequence[str] = ("cls", "mean"), folds: int = 5, C: float = 1.0,
-                seed: int = 0) -> pd.DataFrame:
+                seed: int = 0, source="manifest", min_pool_images: int = MIN_POOL_IMAGES) -> pd.DataFrame:
+    """`source`: the manifest's file, named when its style-labelled pool is too small."""
+    require_pool(manifest, classes, source, "the style probe", min_pool_images)
     ids, arrays = read_embeddings(embeddings_path, features)
     labels = manifest.set_index("image_id").reindex(ids)
     if labels["styles"].isna().any():

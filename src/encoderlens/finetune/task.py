@@ -24,6 +24,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 ROLES = ("train", "val", "heldout", "excluded")
+# Fewer style-labelled pool images than this and a study that needs the pool stops before training
+# (config finetune.min_pool_images; the real WikiChurches pool holds about 4,790 in the four styles).
+MIN_POOL_IMAGES = 20
 TASK_COLUMNS = ["image_id", "path", "church_id", "label", "class_name", "role"]
 
 
@@ -33,6 +36,26 @@ def style_class(styles: str, classes: Mapping[str, str]) -> str:
         if style in classes:
             return classes[style]
     return ""
+
+
+def require_pool(manifest: pd.DataFrame, classes: Mapping[str, str], source, study: str,
+                 minimum: int = MIN_POOL_IMAGES, pool_split: str = "pool") -> int:
+    """The number of pool images with a configured style; ValueError naming `source` (the manifest
+    read) and the count when there are fewer than `minimum`: never a silent run on the annotated
+    images alone, nor a training stopped later for want of images."""
+    missing = [c for c in ("split", "styles") if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"{source}: {study} needs the manifest columns {missing}")
+    labelled = np.array([style_class(s, classes) != "" for s in manifest["styles"]], dtype=bool)
+    count = int(((manifest["split"] == pool_split).to_numpy() & labelled).sum())
+    if count < minimum:
+        names = ", ".join(dict.fromkeys(classes.values()))
+        raise ValueError(
+            f"{source}: {study} needs the style-labelled pool, and it holds {count} images (split "
+            f"{pool_split!r}, a style among {names}); at least {minimum} are needed "
+            "(finetune.min_pool_images). A WikiChurches folder lists its images in image_meta.json "
+            "and their churches' styles in churches.json; a download needs images: annotated+pool.")
+    return count
 
 
 def style_task(manifest: pd.DataFrame, classes: Mapping[str, str], val_fraction: float = 0.2,

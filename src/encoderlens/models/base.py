@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from encoderlens.data.images import as_rgb
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -105,7 +107,7 @@ class FamilyAdapter:
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> (3, S, S) float tensor: square resize without crop, then normalise."""
         size = self.info.image_size
-        image = image.convert("RGB").resize((size, size), Image.BICUBIC)
+        image = as_rgb(image).resize((size, size), Image.BICUBIC)
         array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return (array - self.mean) / self.std
 

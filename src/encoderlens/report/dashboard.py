@@ -24,6 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from .. import __version__
+from ..data.images import as_rgb
 from .dashboard_data import (annotated_images, attention_entries, baseline_scores, computed_summary,
                              feature_table, image_boxes, leaderboard_table, table_payload)
 from ..tables import atomic_folder
@@ -56,7 +57,7 @@ def _write_images(source: Path, display: Path, thumb: Path, settings: dict) -> t
         raise FileNotFoundError(f"{source}: image listed in the manifest is missing")
     display.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(source) as image:
-        image = image.convert("RGB")
+        image = as_rgb(image)
         width, height = image.size
         for path, side in ((display, settings["display_size"]), (thumb, settings["thumbnail_size"])):
             copy = image.copy()

@@ -28,6 +28,7 @@ from PIL import Image
 from encoderlens.alignment.methods import read_method
 from encoderlens.alignment.resize import upsample
 from encoderlens.alignment.thresholds import mass_threshold
+from encoderlens.data.images import as_rgb
 
 from .figures import Plot, empty_panel, new_figure, require_columns, styled
 
@@ -95,7 +96,7 @@ def attention_grid(store: Mapping, image_id: str, method: str, layer: int) -> np
 def display_image(path, max_side: int = 384) -> np.ndarray:
     """RGB pixels of the image, shrunk so its longer side is at most `max_side`, aspect kept."""
     with Image.open(path) as image:
-        image = image.convert("RGB")
+        image = as_rgb(image)
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         return np.asarray(image)
 
