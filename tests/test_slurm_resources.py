@@ -115,12 +115,19 @@ def test_the_paper_preset_asks_for_gpus_and_sizes_jobs_by_its_downloads(workflow
     streets, churches_extract, churches_alignment, retry = result["jobs"]
     assert streets["gpu"] == churches_extract["gpu"] == 1
     assert streets["_cores"] == 8  # the preset's threads: --cpus-per-task=8
-    # 50,000 sampled street images against 9,485 church images (annotated + pool) at 0.05 s each
+    # 50,000 sampled street images against about 4,790 church images (annotated + the pool in the four
+    # studied styles, rules/resources.smk) at 0.05 s each
     assert streets["runtime"] == 10 + math.ceil(50_000 * 0.05 / 60)
-    assert churches_extract["runtime"] == 10 + math.ceil(9_485 * 0.05 / 60)
+    assert churches_extract["runtime"] == 10 + math.ceil(4_790 * 0.05 / 60)
     assert streets["mem_mb"] > churches_extract["mem_mb"] >= 8000
     assert retry["runtime"] == 2 * streets["runtime"] and retry["gpu"] == 1
     assert "slurm_partition" not in streets  # no partition configured: the profile or cluster decides
+    annotated_only = probe(workflow_copy, configfiles=["presets/paper.yaml"], jobs=[["alignment", churches, 1]],
+                           config={"datasets": {"wikichurches": {"download": {"images": "annotated"}}}})
+    # alignment: 10 minutes + 0.3 s per image (rules/alignment.smk), for 139 annotated images (631
+    # boxes) without the pool, for about 4,790 images with it
+    assert annotated_only["jobs"][0]["runtime"] == math.ceil(10 + 0.3 * 139 / 60) == 11
+    assert churches_alignment["runtime"] == math.ceil(10 + 0.3 * 4_790 / 60) == 34
 
 
 def test_configured_partitions_split_gpu_and_cpu_jobs(workflow_copy):
