@@ -273,3 +273,15 @@ def test_an_image_over_the_decompression_bomb_limit_is_a_skip_record(churches, t
     assert result.skipped["reason"].str.contains("decompression-bomb limit of 28,000").all()
     assert big.removesuffix(".jpg") not in set(result.manifest["image_id"])
     assert big.removesuffix(".jpg") not in set(result.annotations["image_id"])
+
+
+def test_every_format_gets_the_pixel_columns(tmp_path):
+    from encoderlens.data.synthetic_captions import write_synthetic_captions
+    from encoderlens.data.synthetic_streets import write_synthetic_streets
+
+    write_synthetic_streets(tmp_path / "streets", n_images=6, seed=0)
+    write_synthetic_captions(tmp_path / "captions", n_images=6, seed=0)
+    for fmt, root in (("osv5m", tmp_path / "streets"), ("captions", tmp_path / "captions")):
+        manifest = read_dataset(fmt, root).manifest
+        assert manifest[["exif_orientation", "image_mode", "pixel_conversion"]].drop_duplicates() \
+            .to_dict("records") == [{"exif_orientation": 1, "image_mode": "RGB", "pixel_conversion": ""}]
