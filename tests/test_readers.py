@@ -346,3 +346,16 @@ def test_wikichurches_pool_needs_the_church_in_churches_json(copy):
     meta_path.unlink()
     with pytest.raises(FileNotFoundError, match=r"image_meta\.json"):
         read_wikichurches(root)
+
+
+def test_wikichurches_annotated_image_without_boxes_is_recorded(copy):
+    root = copy("churches")
+    path = root / "building_parts.json"
+    data = json.loads(path.read_text())
+    name = next(iter(data["annotations"]))
+    data["annotations"][name]["bbox_groups"] = []
+    path.write_text(json.dumps(data))
+    result = read_wikichurches(root)
+    assert result.skipped.to_dict("records") == [
+        {"file": str(path), "row": name, "reason": "annotated image has no boxes: it takes no part in scoring"}]
+    assert name.removesuffix(".jpg") in set(result.manifest["image_id"])

@@ -46,7 +46,8 @@ from encoderlens.data.images import PIXEL_COLUMNS, add_pixel_columns, check_imag
 from encoderlens.data.manifest import ManifestResult, empty_annotations, skipped_frame
 
 STYLES = {"Q46261": "Romanesque", "Q176483": "Gothic", "Q236122": "Renaissance", "Q840829": "Baroque"}
-MANIFEST_COLUMNS = ["image_id", "path", "split", "church_id", "styles", "style_label"] + PIXEL_COLUMNS
+LABEL_COLUMNS = ["image_id", "path", "split", "church_id", "styles", "style_label"]
+MANIFEST_COLUMNS = LABEL_COLUMNS + PIXEL_COLUMNS
 COORDINATES = ("left", "top", "width", "height")
 
 
@@ -181,9 +182,9 @@ def read_wikichurches(root, decode_images: bool = True) -> ManifestResult:
                         usable += 1
                     box_id += 1
             if not usable:
-                skipped.append({"file": str(parts_path), "row": name, "reason":
-                                f"annotated image left with no usable box ({box_id} skipped): it "
-                                "takes no part in scoring"})
+                what = f"left with no usable box ({box_id} skipped)" if box_id else "has no boxes"
+                skipped.append({"file": str(parts_path), "row": name,
+                                "reason": f"annotated image {what}: it takes no part in scoring"})
 
         for name in image_meta:
             if name in parts["annotations"]:
@@ -195,7 +196,7 @@ def read_wikichurches(root, decode_images: bool = True) -> ManifestResult:
                 continue
             add_image(name, "pool", church_styles[church])
 
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS[:6]).astype(str)
+    manifest = pd.DataFrame(rows, columns=LABEL_COLUMNS).astype(str)
     manifest = add_pixel_columns(manifest, checks)
     annotations = pd.DataFrame(boxes, columns=empty_annotations().columns) if boxes else empty_annotations()
     annotations = annotations.astype(empty_annotations().dtypes.to_dict())
