@@ -258,9 +258,44 @@ def _has_cls_attention(model):
     return MODELS[model]["family"] in ("dinov2", "dinov3", "mae", "clip")
 
 
+GEO_DEPTH_TABLES = ("failures", "failure_attributes", "failure_attribute_tests", "regional", "regional_tests",
+                    "model_comparisons", "cka")
+
+
+def _geo_entities(dataset):
+    """The compared retrieval entities of a street-view dataset: each model frozen, and distance-
+    calibrated where configured ("model/distcal"); attention statistics for frozen CLS models."""
+    entities = []
+    for model in DATASETS[dataset]["models"]:
+        entities.append({"name": model, "model": model, "variant": "frozen",
+                         "attention": _has_cls_attention(model)})
+        if CALIBRATED in variants_of(dataset, model):
+            entities.append({"name": f"{model}/{CALIBRATED}", "model": model, "variant": CALIBRATED,
+                             "attention": False})
+    return entities
+
+
+def geo_depth_inputs(wildcards):
+    entities = _geo_entities(wildcards.dataset)
+    folder = lambda e: f"results/{wildcards.dataset}/{e['model']}/{e['variant']}"
+    return {"manifest": f"results/{wildcards.dataset}/manifest.parquet",
+            "predictions": [f"{folder(e)}/knn_predictions.parquet" for e in entities],
+            "embeddings": [f"{folder(e)}/embeddings.h5" for e in entities],
+            "attention": [f"{folder(e)}/attention_stats.parquet" for e in entities if e["attention"]]}
+
+
+def geo_depth_params(wildcards):
+    depth = GEO["depth"]
+    return depth | {"entities": [{"name": e["name"], "attention": e["attention"]}
+                                 for e in _geo_entities(wildcards.dataset)],
+                    "features": GEO["retrieval_features"][0], "method": "top1", "seed": GEO["seed"]}
+
+
 def geo_targets():
     targets = []
     for dataset in GEO_DATASETS:
+        if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]:
+            targets += [f"results/{dataset}/geo/{name}.parquet" for name in GEO_DEPTH_TABLES]
         for model in DATASETS[dataset]["models"]:
             folder = f"results/{dataset}/{model}/frozen"
             targets += [f"results/{dataset}/{model}/probes.parquet", f"{folder}/knn.parquet"]

@@ -127,3 +127,24 @@ rule calibration_summary:
         "../envs/analysis.yaml"
     script:
         "../workflow_scripts/calibration_summary.py"
+
+
+rule geo_depth:
+    input:
+        unpack(geo_depth_inputs),
+    output:
+        **{name: f"results/{{dataset}}/geo/{name}.parquet" for name in GEO_DEPTH_TABLES},
+    params:
+        depth=geo_depth_params,
+    log:
+        "logs/geo/{dataset}/geo_depth.log",
+    resources:
+        mem_mb=memory_mb(3000, per_image_kb=40),
+        runtime=runtime_minutes(15, per_image_s=0.02),
+        **slurm_partition(),
+    wildcard_constraints:
+        dataset=_alternatives(GEO_DATASETS),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/geo_depth.py"

@@ -114,3 +114,18 @@ def test_group_tests_with_one_group_or_constant_scores():
     assert np.isnan(overall["p_kruskal"]) and (pairs["p_value"] == 1.0).all()
     overall, pairs = group_tests(np.arange(6.0), np.array(["a"] * 6, dtype=object))
     assert overall["n_groups"] == 1 and pairs.empty
+
+
+def test_chunked_group_interval_equals_scipy(monkeypatch):
+    import encoderlens.stats.groups as groups
+
+    rng = np.random.default_rng(5)
+    values = rng.exponential(2.0, 501)
+    ids = [f"r{i}" for i in range(501)]
+    whole = groups.bootstrap_interval(values, ids, n_resamples=999, seed=3)
+    monkeypatch.setattr(groups, "DRAWS_PER_CHUNK", 501 * 7)  # 7 resamples a chunk, 143 chunks
+    chunked = groups.bootstrap_interval(values, ids, n_resamples=999, seed=3)
+    reference = stats.bootstrap((values,), np.mean, n_resamples=999, method="percentile", vectorized=True,
+                                random_state=resample_generator(3, ids)).confidence_interval
+    assert chunked == whole
+    assert whole == pytest.approx((reference.low, reference.high), rel=1e-12)

@@ -168,3 +168,65 @@ def cka_pairs(embeddings: Mapping[str, tuple[Sequence[str], Mapping[str, np.ndar
                          "n_images": len(common),
                          "cka": linear_cka(matrix_a[rows_a], matrix_b[rows_b])})
     return pd.DataFrame(rows, columns=["model_a", "model_b", "features_a", "features_b", "n_images", "cka"])
+
+
+ATTENTION_METRICS = ("entropy", "top10_mass", "n_above_mean", "gini")
+
+
+def per_query(predictions: pd.DataFrame, manifest: pd.DataFrame, features: str, method: str) -> pd.DataFrame:
+    """One entity's kNN answers for one (features, method): image_id, geoscore, distance_km and
+    `correct` (the predicted place's country is the true country)."""
+    chosen = predictions[(predictions["features"] == features) & (predictions["method"] == method)]
+    truth = manifest.set_index("image_id")["country"].astype(str)
+    correct = chosen["pred_country"].astype(str).to_numpy() == truth.reindex(chosen["image_id"]).to_numpy()
+    return pd.DataFrame({"image_id": chosen["image_id"].to_numpy(), "geoscore": chosen["geoscore"].to_numpy(),
+                         "distance_km": chosen["distance_km"].to_numpy(), "correct": correct})
+
+
+def last_layer_attention(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per-image attention statistics of the deepest stored layer (image_id + ATTENTION_METRICS)."""
+    deepest = stats[stats["layer"] == stats["layer"].max()]
+    return deepest[["image_id", *ATTENTION_METRICS]].reset_index(drop=True)
+
+
+def depth_study(manifest: pd.DataFrame, entities: Mapping[str, dict], settings: Mapping) -> dict[str, pd.DataFrame]:
+    """Every table of the study for one dataset. `entities`: "model" or "model/variant" -> {
+    "predictions": knn_predictions table, "attention": attention_stats table or None,
+    "embeddings": (ids, {feature: matrix})}. `settings`: features, method, n_worst, attributes,
+    regions, min_images, bins, alpha, n_resamples, seed."""
+    manifest = manifest.assign(image_id=manifest["image_id"].astype(str))
+    common = dict(min_n=settings["min_images"], alpha=settings["alpha"], n_bins=settings["bins"],
+                  n_resamples=settings["n_resamples"], seed=settings["seed"])
+    failures, attributes, attribute_tests, regional, regional_tests, answers = [], [], [], [], [], {}
+    for entity, tables in entities.items():
+        model, _, variant = entity.partition("/")
+        label = {"model": model, "variant": variant or "frozen"}
+        predictions = tables["predictions"]
+        failures.append(worst_queries(predictions, manifest, settings["n_worst"]).assign(**label))
+        answers[entity] = per_query(predictions, manifest, settings["features"], settings["method"])
+        per_image = answers[entity].assign(correct=answers[entity]["correct"].astype(float))
+        metrics = ["geoscore", "distance_km", "correct"]
+        if tables.get("attention") is not None:
+            per_image = per_image.merge(last_layer_attention(tables["attention"]), on="image_id", how="left")
+            metrics += list(ATTENTION_METRICS)
+        groups, pairs = breakdown(per_image, manifest, ["geoscore", "correct"], settings["attributes"], **common)
+        attributes.append(groups.assign(**label))
+        attribute_tests.append(pairs.assign(**label))
+        groups, pairs = breakdown(per_image, manifest, metrics, settings["regions"], **common)
+        regional.append(groups.assign(**label))
+        regional_tests.append(pairs.assign(**label))
+    regional_table = pd.concat(regional, ignore_index=True)
+    centroids = group_centroids(manifest).set_index("group")
+    is_country = regional_table["attribute"] == "country"
+    for column in ("centroid_latitude", "centroid_longitude"):
+        regional_table[column] = regional_table["group"].astype(str).map(centroids[column]).where(is_country)
+    return {
+        "failures": pd.concat(failures, ignore_index=True),
+        "failure_attributes": pd.concat(attributes, ignore_index=True),
+        "failure_attribute_tests": pd.concat(attribute_tests, ignore_index=True),
+        "regional": regional_table,
+        "regional_tests": pd.concat(regional_tests, ignore_index=True),
+        "model_comparisons": model_pairs(answers, alpha=settings["alpha"], n_resamples=settings["n_resamples"],
+                                         seed=settings["seed"]),
+        "cka": cka_pairs({entity: tables["embeddings"] for entity, tables in entities.items()}),
+    }

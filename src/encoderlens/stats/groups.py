@@ -2,8 +2,9 @@
 bootstrap CIs, the group's share of the sample, a test of no difference across groups and pairwise
 tests with Holm's correction.
 
-- Per group: n, share of the scored rows, mean with the seeded percentile bootstrap CI of
-  `stats.bootstrap` (resampling within the group; its row ids seed the draws).
+- Per group: n, share of the scored rows, mean with a seeded percentile bootstrap CI (resampling
+  within the group; its row ids seed the draws, as in `stats.bootstrap`), drawn in chunks so that a
+  group of a million rows needs no (resamples x rows) matrix.
 - Across groups: the Kruskal-Wallis H test (scipy.stats.kruskal) over the groups with at least
   `min_n` scores; NaN when fewer than two groups qualify or every score is equal.
 - Pairwise: two-sided Mann-Whitney U (scipy.stats.mannwhitneyu) between every pair of qualifying
@@ -24,8 +25,30 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .bootstrap import DEFAULT_RESAMPLES, bootstrap_mean_ci
+from .bootstrap import (DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, _interval_quantiles, resample_generator)
 from .paired import holm
+
+# indices drawn at once by `bootstrap_interval` (8 bytes each): 256 MB
+DRAWS_PER_CHUNK = 32_000_000
+
+
+def bootstrap_interval(values: np.ndarray, ids: Sequence, n_resamples: int = DEFAULT_RESAMPLES,
+                       confidence: float = DEFAULT_CONFIDENCE, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of one sample of any size, in bounded memory: the
+    resamples are drawn in chunks of rows from the generator `resample_generator(seed, ids)`, which
+    gives the same draws as one (n_resamples, n) call, i.e. scipy.stats.bootstrap's."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    if n < 2:
+        return float("nan"), float("nan")
+    rng = resample_generator(seed, ids)
+    rows = max(1, DRAWS_PER_CHUNK // n)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, rows):
+        stop = min(n_resamples, start + rows)
+        means[start:stop] = values[rng.integers(0, n, (stop - start, n))].mean(axis=1)
+    low, high = np.quantile(means, _interval_quantiles(confidence))
+    return float(low), float(high)
 
 
 def group_summary(values, groups, ids: Sequence | None = None, min_n: int = 2,
@@ -47,10 +70,8 @@ def group_summary(values, groups, ids: Sequence | None = None, min_n: int = 2,
                "share": n / total if total else float("nan"), "mean": float("nan"),
                "ci_low": float("nan"), "ci_high": float("nan"), "below_min_n": n < min_n}
         if n:
-            interval = bootstrap_mean_ci(values[usable][None, :], ids[usable], n_resamples=n_resamples,
-                                         seed=seed)
-            row.update(mean=float(interval.mean[0]), ci_low=float(interval.ci_low[0]),
-                       ci_high=float(interval.ci_high[0]))
+            low, high = bootstrap_interval(values[usable], list(ids[usable]), n_resamples=n_resamples, seed=seed)
+            row.update(mean=float(values[usable].mean()), ci_low=low, ci_high=high)
         rows.append(row)
     return pd.DataFrame(rows)
 
