@@ -23,6 +23,7 @@ for entity, predictions, embeddings in zip(settings["entities"], snakemake.input
 tables = depth_study(pd.read_parquet(snakemake.input.manifest), entities, settings)
 for name, table in tables.items():
     write_table(table, snakemake.output[name])
-logging.getLogger("geo_depth").info(f"geo depth of {len(entities)} models/variants: {len(tables['failures'])} worst queries listed, "
-      f"{len(tables['regional'])} regional rows, {len(tables['model_comparisons'])} paired tests, "
-      f"{len(tables['cka'])} CKA values")
+logging.getLogger("geo_depth").info(
+    "geo depth of %d models/variants: %d worst queries listed, %d regional rows, %d paired tests, %d CKA values",
+    len(entities), len(tables["failures"]), len(tables["regional"]), len(tables["model_comparisons"]),
+    len(tables["cka"]))
