@@ -209,3 +209,20 @@ def test_coordinates_off_the_globe_are_skip_records(tmp_path):
                                               "longitude -181 outside [-180, 180]",
                                               "latitude inf outside [-90, 90]"]
     assert all(r["file"] == str(tmp_path / "test.csv") for r in records)
+
+
+def test_the_places_table_is_streamed_to_parquet_chunk_by_chunk(tmp_path):
+    from encoderlens.data.geonames import _stream_dump_tables, iter_dump_tables
+
+    dump = tmp_path / "allCountries.txt"
+    dump.write_text(_dump_text(DUMP_ROWS * 3))
+    places, admin = read_dump_tables(dump, min_population=10_000)
+    for floor, expected in ((10_000, places), (10**9, places.iloc[:0])):
+        got_admin, written = _stream_dump_tables(iter_dump_tables(dump, min_population=floor, chunk_rows=2),
+                                                 tmp_path / "places.parquet")
+        back = pd.read_parquet(tmp_path / "places.parquet")
+        assert written == len(expected) and list(back.columns) == PLACES_COLUMNS
+        pd.testing.assert_frame_equal(back, expected.reset_index(drop=True), check_dtype=False,
+                                      check_index_type=False)
+        pd.testing.assert_frame_equal(got_admin, admin)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["allCountries.txt", "places.parquet"]  # no .tmp

