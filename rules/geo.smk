@@ -49,7 +49,7 @@ rule retrieval:
     input:
         embeddings="results/{dataset}/{model}/{variant}/embeddings.h5",
         manifest="results/{dataset}/manifest.parquet",
-        places=GEONAMES_PLACES,
+        places=GEONAMES_ADMIN,
     output:
         knn="results/{dataset}/{model}/{variant}/knn.parquet",
         predictions="results/{dataset}/{model}/{variant}/knn_predictions.parquet",

@@ -4,10 +4,14 @@
     root/images/test/00/<id>.jpg
 
 Places come from the offline GeoNames table (`encoderlens.data.places`), stratified over countries,
-with Namibia ("NA") always among them: country = ISO alpha-2, region = admin1, sub-region = admin2
-(often empty, as in the real file), city = place name. The other columns get plausible values:
-climate a Köppen-Geiger code (1-30) that follows latitude, land_cover and soil small integer codes,
-drive_side 1 for left-hand traffic, cell the integer id of the (lat_bin, lon_bin) grid square.
+with Namibia always among them: country = ISO alpha-2, region = admin1, sub-region = admin2
+(often empty, as in the real file), city = place name. Namibia is spelt both ways the real files
+have it: "NA", and "NMB" (osv5m's fix_namimbia.py) on every other Namibian row, keys included.
+The `unique_*` keys are written as OSV-5M writes them (`encoderlens.data.osv5m.build_key`): the
+literal "NaN" for a missing coarser part ("Waitangi_NaN_Chatham Islands_NZ"), "" for a missing
+level. `cell` is the text "(lon_bin, lat_bin)", e.g. "(61, 28)". The other columns get plausible
+values: climate a Köppen-Geiger code (1-30) that follows latitude, land_cover and soil small integer
+codes, drive_side 1 for left-hand traffic.
 
 Appearance carries the location, each cue mixed with noise so that it must be learnt:
 - latitude: sky colour and light (deep blue and bright near the equator, pale and dim towards the
@@ -29,6 +33,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from encoderlens.data.images import save_jpeg
+from encoderlens.data.osv5m import build_key
 from encoderlens.data.places import countries, sample_places
 
 OSV5M_COLUMNS = [
@@ -178,6 +183,7 @@ def write_synthetic_streets(root, n_images: int = 120, seed: int = 0, width: int
     alphabet = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
 
     rows = []
+    namibian = 0
     for i, place in enumerate(places.itertuples(index=False)):
         lat = float(np.clip(place.latitude + rng.normal(0, 0.02), -89.9, 89.9))
         lon = float((place.longitude + rng.normal(0, 0.02) + 180) % 360 - 180)
@@ -187,20 +193,25 @@ def write_synthetic_streets(root, n_images: int = 120, seed: int = 0, width: int
         lat_bin = min(int((lat + 90) / 180 * N_BINS), N_BINS - 1)
         image_id = ids[i]
         sub, region, city = place.admin2, place.admin1, place.name
+        cc = place.cc
+        if cc == "NA":  # every other Namibian row as fix_namimbia.py spells it
+            cc = "NMB" if namibian % 2 else "NA"
+            namibian += 1
+        names = pd.DataFrame({"city": [city], "sub-region": [sub], "region": [region], "country": [cc]})
         creator = int(rng.integers(10**5, 10**8))
         rows.append({
             "id": image_id, "latitude": round(lat, 6), "longitude": round(lon, 6),
             "thumb_original_url": f"https://synthetic.invalid/osv5m/{image_id}/thumb_original.jpg",
-            "country": place.cc, "sequence": "".join(rng.choice(alphabet, 22)),
+            "country": cc, "sequence": "".join(rng.choice(alphabet, 22)),
             "captured_at": int(rng.integers(1_400_000_000_000, 1_700_000_000_000)),
-            "lon_bin": lon_bin, "lat_bin": lat_bin, "cell": lat_bin * N_BINS + lon_bin,
+            "lon_bin": lon_bin, "lat_bin": lat_bin, "cell": f"({lon_bin}, {lat_bin})",
             "land_cover": int(rng.integers(1, 9)), "road_index": round(float(rng.gamma(2.0, 1.0)), 3),
             "drive_side": drive_side, "climate": climate, "soil": int(rng.integers(1, 13)),
             "dist_sea": round(float(rng.exponential(120.0)), 2),
             "region": region, "sub-region": sub, "city": city,
-            "unique_city": f"{city}_{sub}_{region}_{place.cc}",
-            "unique_sub-region": f"{sub}_{region}_{place.cc}",
-            "unique_region": f"{region}_{place.cc}", "unique_country": place.cc,
+            "unique_city": build_key(names, "city").iloc[0],
+            "unique_sub-region": build_key(names, "sub-region").iloc[0],
+            "unique_region": build_key(names, "region").iloc[0], "unique_country": cc,
             "quadtree_10_1000": _quadtree_cell(lat, lon),
             "creator_username": f"mapper{creator % 10_000:04d}", "creator_id": creator,
         })
