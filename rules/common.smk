@@ -293,8 +293,31 @@ def geo_depth_params(wildcards):
                     "features": GEO["retrieval_features"][0], "method": "top1", "seed": GEO["seed"]}
 
 
+def _planted(dataset):
+    """A synthetic street-view dataset generated with planted answers (synthetic.planted, default on)."""
+    entry = DATASETS[dataset]
+    return entry["source"] == "synthetic" and entry["synthetic"].get("planted", True)
+
+
+PLANTED_DATASETS = [dataset for dataset in GEO_DATASETS if _planted(dataset)]
+
+
+def planted_inputs(wildcards):
+    models = DATASETS[wildcards.dataset]["models"]
+    return {"manifest": f"results/{wildcards.dataset}/manifest.parquet",
+            "probes": [f"results/{wildcards.dataset}/{model}/probes.parquet" for model in models],
+            "predictions": [f"results/{wildcards.dataset}/{model}/frozen/knn_predictions.parquet" for model in models]}
+
+
+def planted_params(wildcards):
+    return {"models": DATASETS[wildcards.dataset]["models"], "features": GEO["retrieval_features"][0]}
+
+
 def geo_targets():
     targets = []
+    for dataset in PLANTED_DATASETS:
+        if DATASETS[dataset]["models"]:
+            targets.append(f"results/{dataset}/geo/planted.parquet")
     for dataset in GEO_DATASETS:
         if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]:
             targets += [f"results/{dataset}/geo/{name}.parquet" for name in GEO_DEPTH_TABLES]

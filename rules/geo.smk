@@ -148,3 +148,24 @@ rule geo_depth:
         "../envs/analysis.yaml"
     script:
         "../workflow_scripts/geo_depth.py"
+
+
+rule planted_answers:
+    input:
+        unpack(planted_inputs),
+    output:
+        "results/{dataset}/geo/planted.parquet",
+    params:
+        planted=planted_params,
+    log:
+        "logs/geo/{dataset}/planted_answers.log",
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(5, per_image_s=0.001),
+        **slurm_partition(),
+    wildcard_constraints:
+        dataset=_alternatives(PLANTED_DATASETS),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/planted_answers.py"

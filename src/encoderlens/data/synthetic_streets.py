@@ -1,6 +1,6 @@
 """Synthetic OSV-5M: street scenes at real GeoNames places, in OSV-5M's own file layout.
 
-    root/test.csv                   the 26 OSV-5M columns, in OSV-5M's order (`OSV5M_COLUMNS`)
+    root/test.csv                   the 32 OSV-5M columns, in OSV-5M's order (`OSV5M_COLUMNS`)
     root/images/test/00/<id>.jpg
 
 Places come from the offline GeoNames table (`encoderlens.data.places`), stratified over countries,
@@ -20,6 +20,16 @@ Appearance carries the location, each cue mixed with noise so that it must be le
 - continent: yellow centre lines in the Americas, white elsewhere;
 - climate: ground colour (green tropics, sand deserts, olive temperate, grey-green cold, snow polar);
 - drive_side: the lane of the car and of the sign.
+
+Planted answers (`planted=True`, the demo's default): cues a random, untrained encoder's features
+carry, so that every street-view study has a known answer to recover (`PLANTED` holds the settings,
+`geo.planted` checks them against the study outputs):
+- country: a colour cast over the whole image towards the country's colour, shifted slightly per
+  region (random convolutions and patch embeddings respond to global colour); it masks the subtler
+  cues above, which `planted=False` keeps on their own;
+- a hard scene attribute (`land_cover` 8): fog over the whole image washes the cast out, so kNN
+  failures concentrate there;
+- a weak region (the African countries): a cast of a fifth of the strength, so a regional gap shows.
 """
 
 from __future__ import annotations
@@ -36,12 +46,17 @@ from encoderlens.data.images import save_jpeg
 from encoderlens.data.osv5m import build_key
 from encoderlens.data.places import countries, sample_places
 
+# The real test.csv's 32 columns in the real order, as the dataset's own hub loader (osv5m.py) prints
+# its header; the quadtree_10_<n> columns are cells of adaptive quadtrees (at most n training images
+# per cell), written here as regular quadtrees of a depth that falls with n (QUADTREE_DEPTHS).
 OSV5M_COLUMNS = [
     "id", "latitude", "longitude", "thumb_original_url", "country", "sequence", "captured_at",
-    "lon_bin", "lat_bin", "cell", "land_cover", "road_index", "drive_side", "climate", "soil",
-    "dist_sea", "region", "sub-region", "city", "unique_city", "unique_sub-region",
-    "unique_region", "unique_country", "quadtree_10_1000", "creator_username", "creator_id",
+    "lon_bin", "lat_bin", "cell", "region", "sub-region", "city", "land_cover", "road_index",
+    "drive_side", "climate", "soil", "dist_sea", "quadtree_10_5000", "quadtree_10_25000",
+    "quadtree_10_1000", "quadtree_10_50000", "quadtree_10_12500", "quadtree_10_500", "quadtree_10_2500",
+    "unique_region", "unique_sub-region", "unique_city", "unique_country", "creator_username", "creator_id",
 ]
+QUADTREE_DEPTHS = {500: 7, 1000: 6, 2500: 5, 5000: 5, 12500: 4, 25000: 3, 50000: 3}
 LEFT_HAND_TRAFFIC = set(
     "AG AI AU BB BD BM BN BS BT BW CC CK CX CY DM FJ FK GB GD GG GY HK ID IE IM IN JE JM JP KE KI "
     "KN KY LC LK LS MO MS MT MU MV MW MY MZ NA NF NP NR NU NZ PG PK PN SB SC SG SH SR SZ TC TH TK TL "
@@ -150,6 +165,36 @@ def render_street(rng, latitude: float, cc: str, climate: int, drive_side: int, 
     return np.clip(pixels, 0, 255).round().astype(np.uint8)
 
 
+PLANTED = {
+    "cast": 0.55,                          # share of the country colour blended into every pixel
+    "region_hue_shift": 0.04,              # per-region hue offset of the cast (of the hue circle)
+    "hard_attribute": ("land_cover", 8),   # images of this attribute value are fogged
+    "fog": 0.8,                            # share of flat grey over a fogged image
+    "weak_continent": "AF",                # GeoNames continent code whose cast is weakened
+    "weak_cast_factor": 0.2,
+}
+
+
+def planted_cast(cc: str, region: str) -> tuple[int, int, int]:
+    """The country's cast colour, its hue shifted by a stable per-region offset."""
+    h = zlib.crc32(cc.encode())
+    shift = ((zlib.crc32(f"{cc}/{region}".encode()) % 1000) / 1000 - 0.5) * 2 * PLANTED["region_hue_shift"]
+    hue = ((h % 360) / 360 + shift) % 1.0
+    value = 0.55 + 0.4 * ((h >> 12) % 100) / 100
+    return tuple(int(255 * v) for v in colorsys.hsv_to_rgb(hue, 0.9, value))
+
+
+def plant(pixels: np.ndarray, cast: tuple[int, int, int], strength: float, fogged: bool,
+          rng: np.random.Generator) -> np.ndarray:
+    """Blend the cast colour into the image, then (for the hard attribute) fog over it."""
+    image = pixels.astype(np.float64)
+    image = (1 - strength) * image + strength * np.asarray(cast, dtype=np.float64)
+    if fogged:
+        grey = 150 + rng.normal(0, 20)
+        image = (1 - PLANTED["fog"]) * image + PLANTED["fog"] * grey + rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).round().astype(np.uint8)
+
+
 def _quadtree_cell(lat: float, lon: float, depth: int = 6) -> int:
     """Index of the (lat, lon) leaf of a regular quadtree of the given depth."""
     cell, south, north, west, east = 0, -90.0, 90.0, -180.0, 180.0
@@ -163,10 +208,11 @@ def _quadtree_cell(lat: float, lon: float, depth: int = 6) -> int:
 
 
 def write_synthetic_streets(root, n_images: int = 120, seed: int = 0, width: int = 192,
-                            height: int = 144, n_countries: int | None = None) -> None:
+                            height: int = 144, n_countries: int | None = None, planted: bool = True) -> None:
     """Write an OSV-5M-format test split of `n_images` images into `root` (deterministic per seed).
 
-    About four images per country unless `n_countries` says otherwise.
+    About four images per country unless `n_countries` says otherwise; with `planted` the images
+    carry the planted answers (module docstring).
     """
     root = Path(root)
     image_dir = root / "images" / "test" / "00"
@@ -212,10 +258,17 @@ def write_synthetic_streets(root, n_images: int = 120, seed: int = 0, width: int
             "unique_city": build_key(names, "city").iloc[0],
             "unique_sub-region": build_key(names, "sub-region").iloc[0],
             "unique_region": build_key(names, "region").iloc[0], "unique_country": cc,
-            "quadtree_10_1000": _quadtree_cell(lat, lon),
+            **{f"quadtree_10_{n}": _quadtree_cell(lat, lon, depth) for n, depth in QUADTREE_DEPTHS.items()},
             "creator_username": f"mapper{creator % 10_000:04d}", "creator_id": creator,
         })
-        pixels = render_street(np.random.default_rng([seed, 2, i]), lat, place.cc, climate,
+        scene_rng = np.random.default_rng([seed, 2, i])
+        pixels = render_street(scene_rng, lat, place.cc, climate,
                                drive_side, continent.get(place.cc) in ("NA", "SA"), width, height)
+        if planted:
+            column, hard_value = PLANTED["hard_attribute"]
+            weak = continent.get(place.cc) == PLANTED["weak_continent"]
+            strength = PLANTED["cast"] * (PLANTED["weak_cast_factor"] if weak else 1.0)
+            pixels = plant(pixels, planted_cast(place.cc, region), strength, rows[-1][column] == hard_value,
+                           scene_rng)
         save_jpeg(pixels, image_dir / f"{image_id}.jpg")
     pd.DataFrame(rows, columns=OSV5M_COLUMNS).to_csv(root / "test.csv", index=False)
