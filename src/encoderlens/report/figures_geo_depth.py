@@ -9,6 +9,8 @@ from typing import Mapping
 import h5py
 import numpy as np
 import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 from ..alignment.resize import upsample
 from .figures import (MARKERS, Plot, empty_panel, new_figure, series_colours, styled)
@@ -39,12 +41,11 @@ def plot_regional_world(regional: pd.DataFrame, metric: str = WORLD_METRIC) -> P
         block = rows[rows["entity"] == entity]
         sizes = 20 + 400 * block["share"].to_numpy()
         tested = ~block["below_min_n"].to_numpy(bool)
-        scatter = None
         for subset, style in ((tested, dict(edgecolors="black", linewidths=0.6, alpha=1.0, label=None)),
                               (~tested, dict(edgecolors="none", linewidths=0, alpha=0.45,
                                              label="fewer than min_images queries (not tested)"))):
             if subset.any():
-                scatter = ax.scatter(block["centroid_longitude"][subset], block["centroid_latitude"][subset],
+                ax.scatter(block["centroid_longitude"][subset], block["centroid_latitude"][subset],
                                      c=block["mean"][subset], s=sizes[subset], cmap="cividis", vmin=vmin,
                                      vmax=vmax, **style)
         ax.set_xlim(-180, 180)
@@ -58,7 +59,8 @@ def plot_regional_world(regional: pd.DataFrame, metric: str = WORLD_METRIC) -> P
         ax.set_title(entity)
         if (~tested).any():
             ax.legend(loc="lower left", frameon=False)
-        figure.colorbar(scatter, ax=ax, label=f"mean {metric} (0-5000)", shrink=0.8)
+        figure.colorbar(ScalarMappable(Normalize(vmin, vmax), "cividis"), ax=ax, label=f"mean {metric} (0-5000)",
+                        shrink=0.8)
     caption = (f"Mean kNN {metric} per country, drawn at the spherical mean of the country's images on a "
                f"plain equirectangular grid (no basemap); marker area follows the country's share of the "
                f"queries; faded markers without an outline: fewer than min_images queries (left out of the tests). "
