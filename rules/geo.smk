@@ -49,7 +49,7 @@ rule retrieval:
     input:
         embeddings="results/{dataset}/{model}/{variant}/embeddings.h5",
         manifest="results/{dataset}/manifest.parquet",
-        places=GEONAMES_PLACES,
+        places=GEONAMES_ADMIN,
     output:
         knn="results/{dataset}/{model}/{variant}/knn.parquet",
         predictions="results/{dataset}/{model}/{variant}/knn_predictions.parquet",
@@ -127,3 +127,45 @@ rule calibration_summary:
         "../envs/analysis.yaml"
     script:
         "../workflow_scripts/calibration_summary.py"
+
+
+rule geo_depth:
+    input:
+        unpack(geo_depth_inputs),
+    output:
+        **{name: f"results/{{dataset}}/geo/{name}.parquet" for name in GEO_DEPTH_TABLES},
+    params:
+        depth=geo_depth_params,
+    log:
+        "logs/geo/{dataset}/geo_depth.log",
+    resources:
+        mem_mb=memory_mb(3000, per_image_kb=40),
+        runtime=runtime_minutes(15, per_image_s=0.02),
+        **slurm_partition(),
+    wildcard_constraints:
+        dataset=_alternatives(GEO_DATASETS),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/geo_depth.py"
+
+
+rule planted_answers:
+    input:
+        unpack(planted_inputs),
+    output:
+        "results/{dataset}/geo/planted.parquet",
+    params:
+        planted=planted_params,
+    log:
+        "logs/geo/{dataset}/planted_answers.log",
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(5, per_image_s=0.001),
+        **slurm_partition(),
+    wildcard_constraints:
+        dataset=_alternatives(PLANTED_DATASETS),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/planted_answers.py"

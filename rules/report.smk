@@ -119,3 +119,27 @@ rule caption_figures:
         "../envs/analysis.yaml"
     script:
         "../workflow_scripts/figure_captions.py"
+
+
+rule geo_depth_figures:
+    input:
+        unpack(geo_depth_figure_inputs),
+    output:
+        **figure_outputs("world", "regional_world", "regional_world"),
+        **figure_outputs("continents", "regional_continents", "regional_continents"),
+        **figure_outputs("cka", "cka", "cka"),
+        **figure_outputs("failures", "failure_gallery", "failure_gallery"),
+    params:
+        figures=geo_depth_figure_params,
+    log:
+        "logs/figures/{dataset}/geo_depth.log",
+    wildcard_constraints:
+        dataset=_alternatives(GEO_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/figure_geo_depth.py"

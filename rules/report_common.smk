@@ -16,6 +16,10 @@ FIGURE_TITLES = {
     "geoscore": "GeoScore distribution",
     "gallery": "Gallery",
     "caption_continents": "Caption continents",
+    "regional_world": "Regional bias: world",
+    "regional_continents": "Regional bias: continents",
+    "cka": "Representation similarity (CKA)",
+    "failure_gallery": "Failure gallery",
 }
 
 
@@ -137,6 +141,19 @@ def geo_figure_params(wildcards):
     }
 
 
+def geo_depth_figure_inputs(wildcards):
+    dataset = wildcards.dataset
+    return {"regional": f"results/{dataset}/geo/regional.parquet", "cka": f"results/{dataset}/geo/cka.parquet",
+            "failures": f"results/{dataset}/geo/failures.parquet",
+            "manifest": f"results/{dataset}/manifest.parquet",
+            "attention": [f"results/{dataset}/{model}/frozen/attention.h5" for model in DATASETS[dataset]["models"]]}
+
+
+def geo_depth_figure_params(wildcards):
+    return {"models": DATASETS[wildcards.dataset]["models"], "dpi": FIGURES["dpi"],
+            "features": GEO["retrieval_features"][0], "method": "top1"}
+
+
 def caption_figure_params(wildcards):
     return {"dpi": FIGURES["dpi"]}
 
@@ -158,6 +175,8 @@ def figure_targets():
             targets += _figure_pngs(dataset, ["delta_iou"])
     for dataset in GEO_DATASETS:
         targets += _figure_pngs(dataset, ["probe_accuracy", "cosine_distance", "geoscore", "gallery"])
+        if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]:
+            targets += _figure_pngs(dataset, ["regional_world", "regional_continents", "cka", "failure_gallery"])
     for dataset in _caption_datasets():
         if _producible(f"results/{dataset}/captions/distributions.parquet"):
             targets += _figure_pngs(dataset, ["caption_continents"])

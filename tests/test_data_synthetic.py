@@ -122,7 +122,7 @@ def test_church_pixels_outside_boxes_do_not_predict_style(tmp_path):
 
 
 def test_street_appearance_carries_latitude(tmp_path):
-    write_synthetic_streets(tmp_path, n_images=80, seed=2)
+    write_synthetic_streets(tmp_path, n_images=80, seed=2, planted=False)  # the cast would mask the sky
     table = pd.read_csv(tmp_path / "test.csv", keep_default_na=False, dtype={"id": str})
     blueness = []
     for image_id in table["id"]:
@@ -138,13 +138,14 @@ def test_street_table_has_osv5m_columns_and_real_places(tmp_path):
     write_synthetic_streets(tmp_path, n_images=40, seed=0)
     table = pd.read_csv(tmp_path / "test.csv", keep_default_na=False, dtype=str)
     assert list(table.columns) == OSV5M_COLUMNS
-    assert "NA" in set(table["country"])
-    assert table["country"].nunique() == 10  # about four images per country
+    assert {"NA", "NMB"} <= set(table["country"])  # Namibia spelt both ways, as in OSV-5M
+    country = table["country"].replace("NMB", "NA")
+    assert country.nunique() == 10  # about four images per country
     places = load_places()
     known = set(zip(places["cc"], places["admin1"], places["name"]))
-    assert all(k in known for k in zip(table["country"], table["region"], table["city"]))
+    assert all(k in known for k in zip(country, table["region"], table["city"]))
     assert set(table["drive_side"]) <= {"0", "1"}
-    assert table.loc[table["country"] == "NA", "drive_side"].eq("1").all()
+    assert table.loc[country == "NA", "drive_side"].eq("1").all()
 
 
 def test_captions_name_real_populous_cities(tmp_path):

@@ -122,6 +122,10 @@ def test_street_view_studies_write_their_tables(demo_run):
         assert country["n_train"] + country["n_test"] + country["dropped_samples"] == len(manifest)
         assert country["n_classes"] == manifest["country"].value_counts().ge(2).sum()
         assert 0 <= country["top1"] <= country["top5"] <= 1
+        # regions are classes by OSV-5M's key (name and country), not by bare name
+        region = probes[(probes["level"] == "region") & (probes["features"] == "cls")].iloc[0]
+        keys = manifest.loc[manifest["unique_region"] != "", "unique_region"]
+        assert region["n_classes"] == keys.value_counts().ge(2).sum()
 
         folder = demo_run / "results/demo_streets" / model / "frozen"
         knn = pd.read_parquet(folder / "knn.parquet")

@@ -6,8 +6,9 @@ from encoderlens.data.geonames import write_places_table
 
 settings = snakemake.params.geonames
 write_places_table(
-    snakemake.output[0],
+    snakemake.output.places,
     source=settings["source"],
     dump_url=settings["dump_url"],
     min_population=settings["min_population"],
+    admin_dest=snakemake.output.admin,
 )

@@ -5,6 +5,7 @@ log_to(snakemake.log[0])
 import pandas as pd
 import torch
 
+from encoderlens.data.osv5m import level_keys
 from encoderlens.geo.study import aligned_manifest, read_features
 from encoderlens.probes.run import run_probes
 from encoderlens.tables import write_table
@@ -13,7 +14,8 @@ settings = snakemake.params.probes
 torch.set_num_threads(snakemake.threads)
 ids, features = read_features(snakemake.input.embeddings, settings["probe_features"])
 table = aligned_manifest(pd.read_parquet(snakemake.input.manifest), ids)
-probes = run_probes(features, table[settings["levels"]], levels=settings["levels"],
+# the classes are OSV-5M's hierarchical keys ("Saint Andrew_BB", not "Saint Andrew")
+probes = run_probes(features, level_keys(table, settings["levels"]), levels=settings["levels"],
                     min_per_class=settings["min_per_class"], test_size=settings["test_size"],
                     seed=settings["seed"], C=settings["probe_C"], device=settings["device"])
 write_table(probes, snakemake.output[0])

@@ -1,13 +1,17 @@
 """Synthetic OSV-5M: street scenes at real GeoNames places, in OSV-5M's own file layout.
 
-    root/test.csv                   the 26 OSV-5M columns, in OSV-5M's order (`OSV5M_COLUMNS`)
+    root/test.csv                   the 32 OSV-5M columns, in OSV-5M's order (`OSV5M_COLUMNS`)
     root/images/test/00/<id>.jpg
 
 Places come from the offline GeoNames table (`encoderlens.data.places`), stratified over countries,
-with Namibia ("NA") always among them: country = ISO alpha-2, region = admin1, sub-region = admin2
-(often empty, as in the real file), city = place name. The other columns get plausible values:
-climate a Köppen-Geiger code (1-30) that follows latitude, land_cover and soil small integer codes,
-drive_side 1 for left-hand traffic, cell the integer id of the (lat_bin, lon_bin) grid square.
+with Namibia always among them: country = ISO alpha-2, region = admin1, sub-region = admin2
+(often empty, as in the real file), city = place name. Namibia is spelt both ways the real files
+have it: "NA", and "NMB" (osv5m's fix_namimbia.py) on every other Namibian row, keys included.
+The `unique_*` keys are written as OSV-5M writes them (`encoderlens.data.osv5m.build_key`): the
+literal "NaN" for a missing coarser part ("Waitangi_NaN_Chatham Islands_NZ"), "" for a missing
+level. `cell` is the text "(lon_bin, lat_bin)", e.g. "(61, 28)". The other columns get plausible
+values: climate a Köppen-Geiger code (1-30) that follows latitude, land_cover and soil small integer
+codes, drive_side 1 for left-hand traffic.
 
 Appearance carries the location, each cue mixed with noise so that it must be learnt:
 - latitude: sky colour and light (deep blue and bright near the equator, pale and dim towards the
@@ -16,6 +20,16 @@ Appearance carries the location, each cue mixed with noise so that it must be le
 - continent: yellow centre lines in the Americas, white elsewhere;
 - climate: ground colour (green tropics, sand deserts, olive temperate, grey-green cold, snow polar);
 - drive_side: the lane of the car and of the sign.
+
+Planted answers (`planted=True`, the demo's default): cues a random, untrained encoder's features
+carry, so that every street-view study has a known answer to recover (`PLANTED` holds the settings,
+`geo.planted` checks them against the study outputs):
+- country: a colour cast over the whole image towards the country's colour, shifted slightly per
+  region (random convolutions and patch embeddings respond to global colour); it masks the subtler
+  cues above, which `planted=False` keeps on their own;
+- a hard scene attribute (`land_cover` 8): fog over the whole image washes the cast out, so kNN
+  failures concentrate there;
+- a weak region (the African countries): a cast of a fifth of the strength, so a regional gap shows.
 """
 
 from __future__ import annotations
@@ -29,14 +43,20 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from encoderlens.data.images import save_jpeg
+from encoderlens.data.osv5m import build_key
 from encoderlens.data.places import countries, sample_places
 
+# The real test.csv's 32 columns in the real order, as the dataset's own hub loader (osv5m.py) prints
+# its header; the quadtree_10_<n> columns are cells of adaptive quadtrees (at most n training images
+# per cell), written here as regular quadtrees of a depth that falls with n (QUADTREE_DEPTHS).
 OSV5M_COLUMNS = [
     "id", "latitude", "longitude", "thumb_original_url", "country", "sequence", "captured_at",
-    "lon_bin", "lat_bin", "cell", "land_cover", "road_index", "drive_side", "climate", "soil",
-    "dist_sea", "region", "sub-region", "city", "unique_city", "unique_sub-region",
-    "unique_region", "unique_country", "quadtree_10_1000", "creator_username", "creator_id",
+    "lon_bin", "lat_bin", "cell", "region", "sub-region", "city", "land_cover", "road_index",
+    "drive_side", "climate", "soil", "dist_sea", "quadtree_10_5000", "quadtree_10_25000",
+    "quadtree_10_1000", "quadtree_10_50000", "quadtree_10_12500", "quadtree_10_500", "quadtree_10_2500",
+    "unique_region", "unique_sub-region", "unique_city", "unique_country", "creator_username", "creator_id",
 ]
+QUADTREE_DEPTHS = {500: 7, 1000: 6, 2500: 5, 5000: 5, 12500: 4, 25000: 3, 50000: 3}
 LEFT_HAND_TRAFFIC = set(
     "AG AI AU BB BD BM BN BS BT BW CC CK CX CY DM FJ FK GB GD GG GY HK ID IE IM IN JE JM JP KE KI "
     "KN KY LC LK LS MO MS MT MU MV MW MY MZ NA NF NP NR NU NZ PG PK PN SB SC SG SH SR SZ TC TH TK TL "
@@ -145,6 +165,36 @@ def render_street(rng, latitude: float, cc: str, climate: int, drive_side: int, 
     return np.clip(pixels, 0, 255).round().astype(np.uint8)
 
 
+PLANTED = {
+    "cast": 0.55,                          # share of the country colour blended into every pixel
+    "region_hue_shift": 0.04,              # per-region hue offset of the cast (of the hue circle)
+    "hard_attribute": ("land_cover", 8),   # images of this attribute value are fogged
+    "fog": 0.8,                            # share of flat grey over a fogged image
+    "weak_continent": "AF",                # GeoNames continent code whose cast is weakened
+    "weak_cast_factor": 0.2,
+}
+
+
+def planted_cast(cc: str, region: str) -> tuple[int, int, int]:
+    """The country's cast colour, its hue shifted by a stable per-region offset."""
+    h = zlib.crc32(cc.encode())
+    shift = ((zlib.crc32(f"{cc}/{region}".encode()) % 1000) / 1000 - 0.5) * 2 * PLANTED["region_hue_shift"]
+    hue = ((h % 360) / 360 + shift) % 1.0
+    value = 0.55 + 0.4 * ((h >> 12) % 100) / 100
+    return tuple(int(255 * v) for v in colorsys.hsv_to_rgb(hue, 0.9, value))
+
+
+def plant(pixels: np.ndarray, cast: tuple[int, int, int], strength: float, fogged: bool,
+          rng: np.random.Generator) -> np.ndarray:
+    """Blend the cast colour into the image, then (for the hard attribute) fog over it."""
+    image = pixels.astype(np.float64)
+    image = (1 - strength) * image + strength * np.asarray(cast, dtype=np.float64)
+    if fogged:
+        grey = 150 + rng.normal(0, 20)
+        image = (1 - PLANTED["fog"]) * image + PLANTED["fog"] * grey + rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).round().astype(np.uint8)
+
+
 def _quadtree_cell(lat: float, lon: float, depth: int = 6) -> int:
     """Index of the (lat, lon) leaf of a regular quadtree of the given depth."""
     cell, south, north, west, east = 0, -90.0, 90.0, -180.0, 180.0
@@ -158,10 +208,11 @@ def _quadtree_cell(lat: float, lon: float, depth: int = 6) -> int:
 
 
 def write_synthetic_streets(root, n_images: int = 120, seed: int = 0, width: int = 192,
-                            height: int = 144, n_countries: int | None = None) -> None:
+                            height: int = 144, n_countries: int | None = None, planted: bool = True) -> None:
     """Write an OSV-5M-format test split of `n_images` images into `root` (deterministic per seed).
 
-    About four images per country unless `n_countries` says otherwise.
+    About four images per country unless `n_countries` says otherwise; with `planted` the images
+    carry the planted answers (module docstring).
     """
     root = Path(root)
     image_dir = root / "images" / "test" / "00"
@@ -178,6 +229,7 @@ def write_synthetic_streets(root, n_images: int = 120, seed: int = 0, width: int
     alphabet = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
 
     rows = []
+    namibian = 0
     for i, place in enumerate(places.itertuples(index=False)):
         lat = float(np.clip(place.latitude + rng.normal(0, 0.02), -89.9, 89.9))
         lon = float((place.longitude + rng.normal(0, 0.02) + 180) % 360 - 180)
@@ -187,24 +239,36 @@ def write_synthetic_streets(root, n_images: int = 120, seed: int = 0, width: int
         lat_bin = min(int((lat + 90) / 180 * N_BINS), N_BINS - 1)
         image_id = ids[i]
         sub, region, city = place.admin2, place.admin1, place.name
+        cc = place.cc
+        if cc == "NA":  # every other Namibian row as fix_namimbia.py spells it
+            cc = "NMB" if namibian % 2 else "NA"
+            namibian += 1
+        names = pd.DataFrame({"city": [city], "sub-region": [sub], "region": [region], "country": [cc]})
         creator = int(rng.integers(10**5, 10**8))
         rows.append({
             "id": image_id, "latitude": round(lat, 6), "longitude": round(lon, 6),
             "thumb_original_url": f"https://synthetic.invalid/osv5m/{image_id}/thumb_original.jpg",
-            "country": place.cc, "sequence": "".join(rng.choice(alphabet, 22)),
+            "country": cc, "sequence": "".join(rng.choice(alphabet, 22)),
             "captured_at": int(rng.integers(1_400_000_000_000, 1_700_000_000_000)),
-            "lon_bin": lon_bin, "lat_bin": lat_bin, "cell": lat_bin * N_BINS + lon_bin,
+            "lon_bin": lon_bin, "lat_bin": lat_bin, "cell": f"({lon_bin}, {lat_bin})",
             "land_cover": int(rng.integers(1, 9)), "road_index": round(float(rng.gamma(2.0, 1.0)), 3),
             "drive_side": drive_side, "climate": climate, "soil": int(rng.integers(1, 13)),
             "dist_sea": round(float(rng.exponential(120.0)), 2),
             "region": region, "sub-region": sub, "city": city,
-            "unique_city": f"{city}_{sub}_{region}_{place.cc}",
-            "unique_sub-region": f"{sub}_{region}_{place.cc}",
-            "unique_region": f"{region}_{place.cc}", "unique_country": place.cc,
-            "quadtree_10_1000": _quadtree_cell(lat, lon),
+            "unique_city": build_key(names, "city").iloc[0],
+            "unique_sub-region": build_key(names, "sub-region").iloc[0],
+            "unique_region": build_key(names, "region").iloc[0], "unique_country": cc,
+            **{f"quadtree_10_{n}": _quadtree_cell(lat, lon, depth) for n, depth in QUADTREE_DEPTHS.items()},
             "creator_username": f"mapper{creator % 10_000:04d}", "creator_id": creator,
         })
-        pixels = render_street(np.random.default_rng([seed, 2, i]), lat, place.cc, climate,
+        scene_rng = np.random.default_rng([seed, 2, i])
+        pixels = render_street(scene_rng, lat, place.cc, climate,
                                drive_side, continent.get(place.cc) in ("NA", "SA"), width, height)
+        if planted:
+            column, hard_value = PLANTED["hard_attribute"]
+            weak = continent.get(place.cc) == PLANTED["weak_continent"]
+            strength = PLANTED["cast"] * (PLANTED["weak_cast_factor"] if weak else 1.0)
+            pixels = plant(pixels, planted_cast(place.cc, region), strength, rows[-1][column] == hard_value,
+                           scene_rng)
         save_jpeg(pixels, image_dir / f"{image_id}.jpg")
     pd.DataFrame(rows, columns=OSV5M_COLUMNS).to_csv(root / "test.csv", index=False)

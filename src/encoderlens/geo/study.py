@@ -16,7 +16,7 @@ from .distance import geolocation_metrics, geoscore, haversine_latlon
 from .gallery import group_size_histogram, random_gallery, representative_gallery
 from .geometry import anisotropy, cosine_vs_distance
 from .knn import knn_geolocate, knn_search, split_gallery_queries, weighted_location
-from .places_lookup import admin_accuracy, predicted_places
+from .places_lookup import PlaceIndex, admin_accuracy, predicted_places
 
 ADMIN_LEVELS = {"country": ("cc", "country"), "region": ("admin1", "region"),
                 "sub-region": ("admin2", "sub-region"), "city": ("name", "city")}
@@ -55,9 +55,12 @@ def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.D
     """(metrics per features × method, per-query predictions) of kNN geolocation on one split.
 
     Methods: `top1` (the nearest gallery image's location) and `weighted_top{k}` (similarity-weighted
-    spherical mean of the k nearest). Admin levels through the nearest GeoNames place of the prediction.
+    spherical mean of the k nearest). Admin levels through the place of `places` (the admin table,
+    `encoderlens.data.geonames.ADMIN_COLUMNS`) that OSV-5M's labelling rule picks for the
+    prediction: reverse_geocoder's nearest place (`places_lookup`, rule "reverse_geocoder").
     """
     gallery_rows, query_rows = split_gallery_queries(len(table), query_fraction, seed)
+    index = PlaceIndex(places, rule="reverse_geocoder")
     latlon = _latlon(table)
     truth = table.iloc[query_rows].reset_index(drop=True)
     metrics, predictions = [], []
@@ -69,7 +72,7 @@ def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.D
                    f"weighted_top{k}": weighted_location(located, similarity)}
         for method, pred in methods.items():
             row = {"features": name, "method": method, **geolocation_metrics(pred, latlon[query_rows])}
-            nearest = predicted_places(pred, places)
+            nearest = predicted_places(pred, places, index)
             for level, result in admin_accuracy(nearest, truth, ADMIN_LEVELS).items():
                 row[f"{level}_accuracy"] = result["accuracy"]
                 row[f"{level}_compared"] = result["compared"]

@@ -1,0 +1,232 @@
+"""Where street-view geolocation fails, whether it is fair across regions, and how models differ on the
+same queries: tables composed from the stored per-query predictions, per-image statistics and
+embeddings (no forward passes).
+
+Inputs are the study outputs as tables: kNN predictions (`knn_predictions.parquet`: image_id,
+features, method, distance_km, geoscore, pred_country, neighbour_id ...), per-image values of any
+other metric (attention statistics, probe correctness) with an `image_id` column, and the manifest
+(country, scene attributes).
+
+- `worst_queries`: the lowest-GeoScore queries of one (features, method) with their true and
+  predicted place and nearest gallery neighbour.
+- `breakdown`: a metric per group of a column (continent, country, land_cover, climate, road_index
+  quartile ...): per-group mean with bootstrap CI and share of the sample, Kruskal-Wallis across
+  groups, pairwise Mann-Whitney with Holm (`stats.groups`). Continuous attributes are cut into
+  quantile bins (`quantile_bins`), labelled by their value range.
+- `model_pairs`: every pair of models on the queries both answered: paired bootstrap of the GeoScore
+  difference and McNemar's test of country-level top-1 correctness, each Holm-corrected over the
+  pairs (`geo.compare`).
+- `cka_pairs`: linear CKA between every pair of models' embeddings, per stored feature/layer, on the
+  images both embedded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..captions.geography import continents
+from ..stats.bootstrap import DEFAULT_RESAMPLES
+from ..stats.groups import group_summary, group_tests
+from ..stats.paired import holm
+from .compare import linear_cka, mcnemar_test, paired_bootstrap_difference
+from .distance import latlon_to_unit, unit_to_latlon
+
+PLACE_COLUMNS = ("country", "region", "sub-region", "city", "latitude", "longitude")
+
+
+def worst_queries(predictions: pd.DataFrame, manifest: pd.DataFrame, n_worst: int) -> pd.DataFrame:
+    """The n lowest-GeoScore queries per (features, method), worst first, with the true place."""
+    places = [c for c in PLACE_COLUMNS if c in manifest.columns]
+    truth = manifest[["image_id", *places]].rename(columns={c: f"true_{c}" for c in places})
+    table = predictions.merge(truth, on="image_id", how="left", validate="many_to_one")
+    table = table.sort_values(["features", "method", "geoscore", "image_id"], kind="stable")
+    worst = table.groupby(["features", "method"], sort=False).head(n_worst).copy()
+    worst["rank"] = worst.groupby(["features", "method"]).cumcount() + 1
+    return worst.reset_index(drop=True)
+
+
+def quantile_bins(values, n_bins: int) -> np.ndarray:
+    """Labels of quantile bins ("[lo, hi]" with 3 significant digits); NaN stays NaN. Ties at a
+    boundary go to one bin, so fewer bins can result on data with few distinct values."""
+    values = pd.Series(np.asarray(values, dtype=np.float64))
+    finite = values.dropna()
+    if finite.empty:
+        return np.full(len(values), np.nan, dtype=object)
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)))
+    if len(edges) < 2:
+        return np.where(values.notna(), f"[{edges[0]:.3g}, {edges[0]:.3g}]", np.nan).astype(object)
+    codes = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    labels = np.array([f"[{edges[i]:.3g}, {edges[i + 1]:.3g}]" for i in range(len(edges) - 1)], dtype=object)
+    return np.where(values.notna(), labels[codes], np.nan).astype(object)
+
+
+def grouping(manifest: pd.DataFrame, column: str, n_bins: int = 4) -> np.ndarray:
+    """Group labels of each manifest row for a breakdown column: `continent` from the country code,
+    numeric columns with many values in quantile bins, anything else as text ("" -> "unknown")."""
+    if column == "continent":
+        codes = manifest["country"].astype(str)
+        return codes.map(continents(codes.unique())).to_numpy(dtype=object)
+    values = manifest[column]
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all() and numeric.nunique() > 2 * n_bins:
+        return quantile_bins(numeric, n_bins)
+    text = values.astype(str).where(values.astype(str) != "", "unknown")
+    return text.to_numpy(dtype=object)
+
+
+def breakdown(per_image: pd.DataFrame, manifest: pd.DataFrame, metrics: Sequence[str],
+              columns: Sequence[str], min_n: int, alpha: float = 0.05, n_bins: int = 4,
+              n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per group: attribute, group, metric, n, share, mean, CI, below_min_n, Kruskal-Wallis of the
+    attribute; pairwise tests: attribute, metric, group_a, group_b, ... p_holm) for every metric
+    column of `per_image` (rows keyed by image_id) and every breakdown column of the manifest."""
+    table = per_image.merge(manifest, on="image_id", how="left", validate="many_to_one",
+                            suffixes=("", "_manifest"))
+    groups_rows, pair_rows = [], []
+    for column in columns:
+        if column != "continent" and column not in manifest.columns:
+            continue
+        labels = grouping(table, column, n_bins)
+        for metric in metrics:
+            values = table[metric].to_numpy(dtype=np.float64)
+            summary = group_summary(values, labels, table["image_id"], min_n=min_n,
+                                    n_resamples=n_resamples, seed=seed)
+            overall, pairs = group_tests(values, labels, min_n=min_n, alpha=alpha)
+            groups_rows.append(summary.assign(attribute=column, metric=metric, **overall))
+            pair_rows.append(pairs.assign(attribute=column, metric=metric))
+    groups = pd.concat(groups_rows, ignore_index=True) if groups_rows else pd.DataFrame()
+    pairs = pd.concat(pair_rows, ignore_index=True) if pair_rows else pd.DataFrame()
+    front = ["attribute", "metric"]
+    if not groups.empty:
+        groups = groups[front + [c for c in groups.columns if c not in front]]
+    if not pairs.empty:
+        pairs = pairs[front + [c for c in pairs.columns if c not in front]]
+    return groups, pairs
+
+
+def group_centroids(manifest: pd.DataFrame, column: str = "country") -> pd.DataFrame:
+    """Per group: the spherical mean of its images' coordinates (where a world figure places it)."""
+    unit = latlon_to_unit(manifest[["latitude", "longitude"]].to_numpy(dtype=float))
+    frame = pd.DataFrame(unit, columns=["x", "y", "z"]).assign(group=manifest[column].astype(str).to_numpy())
+    means = frame.groupby("group")[["x", "y", "z"]].mean()
+    latlon = unit_to_latlon(means.to_numpy())
+    return pd.DataFrame({"group": means.index, "centroid_latitude": latlon[:, 0],
+                         "centroid_longitude": latlon[:, 1]})
+
+
+def model_pairs(predictions: Mapping[str, pd.DataFrame], alpha: float = 0.05,
+                n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> pd.DataFrame:
+    """Every pair of models (keys of `predictions`: per-query tables with image_id, geoscore,
+    correct) on the same queries: GeoScore difference (paired bootstrap) and top-1 correctness
+    (McNemar), Holm over the pairs within each test."""
+    rows = []
+    for first, second in itertools.combinations(sorted(predictions), 2):
+        joined = predictions[first].merge(predictions[second], on="image_id", suffixes=("_a", "_b"))
+        ids = joined["image_id"].to_list()
+        geo = paired_bootstrap_difference(joined["geoscore_a"], joined["geoscore_b"], ids,
+                                          n_resamples=n_resamples, seed=seed)
+        rows.append({"model_a": first, "model_b": second, "test": "geoscore_paired_bootstrap",
+                     "n_pairs": geo["n_pairs"], "value_a": geo["mean_a"], "value_b": geo["mean_b"],
+                     "difference": geo["mean_diff"], "ci_low": geo["ci_low"], "ci_high": geo["ci_high"],
+                     "statistic": np.nan, "p_value": geo["p_bootstrap"]})
+        correct = mcnemar_test(joined["correct_a"].to_numpy(bool), joined["correct_b"].to_numpy(bool))
+        rows.append({"model_a": first, "model_b": second, "test": "country_top1_mcnemar",
+                     "n_pairs": correct["n_pairs"], "value_a": correct["accuracy_a"],
+                     "value_b": correct["accuracy_b"],
+                     "difference": correct["accuracy_a"] - correct["accuracy_b"], "ci_low": np.nan,
+                     "ci_high": np.nan, "statistic": correct["statistic"], "p_value": correct["p_value"]})
+    table = pd.DataFrame(rows, columns=["model_a", "model_b", "test", "n_pairs", "value_a", "value_b",
+                                        "difference", "ci_low", "ci_high", "statistic", "p_value"])
+    table["p_holm"] = np.nan
+    table["reject_holm"] = False
+    for _, index in table.groupby("test").groups.items():
+        adjusted, reject = holm(table.loc[index, "p_value"].to_numpy(), alpha=alpha)
+        table.loc[index, "p_holm"] = adjusted
+        table.loc[index, "reject_holm"] = reject
+    return table
+
+
+def cka_pairs(embeddings: Mapping[str, tuple[Sequence[str], Mapping[str, np.ndarray]]]) -> pd.DataFrame:
+    """Linear CKA for every pair of models and every pair of their stored features/layers, on the
+    images both models embedded (joined by id). `embeddings`: model -> (ids, {feature: matrix})."""
+    rows = []
+    for first, second in itertools.combinations(sorted(embeddings), 2):
+        ids_a, features_a = embeddings[first]
+        ids_b, features_b = embeddings[second]
+        position_b = {image: i for i, image in enumerate(ids_b)}
+        common = [(i, position_b[image]) for i, image in enumerate(ids_a) if image in position_b]
+        if len(common) < 2:
+            continue
+        rows_a = np.array([i for i, _ in common])
+        rows_b = np.array([j for _, j in common])
+        for (name_a, matrix_a), (name_b, matrix_b) in itertools.product(features_a.items(), features_b.items()):
+            rows.append({"model_a": first, "model_b": second, "features_a": name_a, "features_b": name_b,
+                         "n_images": len(common),
+                         "cka": linear_cka(matrix_a[rows_a], matrix_b[rows_b])})
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "features_a", "features_b", "n_images", "cka"])
+
+
+ATTENTION_METRICS = ("entropy", "top10_mass", "n_above_mean", "gini")
+
+
+def per_query(predictions: pd.DataFrame, manifest: pd.DataFrame, features: str, method: str) -> pd.DataFrame:
+    """One entity's kNN answers for one (features, method): image_id, geoscore, distance_km and
+    `correct` (the predicted place's country is the true country)."""
+    chosen = predictions[(predictions["features"] == features) & (predictions["method"] == method)]
+    truth = manifest.set_index("image_id")["country"].astype(str)
+    correct = chosen["pred_country"].astype(str).to_numpy() == truth.reindex(chosen["image_id"]).to_numpy()
+    return pd.DataFrame({"image_id": chosen["image_id"].to_numpy(), "geoscore": chosen["geoscore"].to_numpy(),
+                         "distance_km": chosen["distance_km"].to_numpy(), "correct": correct})
+
+
+def last_layer_attention(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per-image attention statistics of the deepest stored layer (image_id + ATTENTION_METRICS)."""
+    deepest = stats[stats["layer"] == stats["layer"].max()]
+    return deepest[["image_id", *ATTENTION_METRICS]].reset_index(drop=True)
+
+
+def depth_study(manifest: pd.DataFrame, entities: Mapping[str, dict], settings: Mapping) -> dict[str, pd.DataFrame]:
+    """Every table of the study for one dataset. `entities`: "model" or "model/variant" -> {
+    "predictions": knn_predictions table, "attention": attention_stats table or None,
+    "embeddings": (ids, {feature: matrix})}. `settings`: features, method, n_worst, attributes,
+    regions, min_images, bins, alpha, n_resamples, seed."""
+    manifest = manifest.assign(image_id=manifest["image_id"].astype(str))
+    common = dict(min_n=settings["min_images"], alpha=settings["alpha"], n_bins=settings["bins"],
+                  n_resamples=settings["n_resamples"], seed=settings["seed"])
+    failures, attributes, attribute_tests, regional, regional_tests, answers = [], [], [], [], [], {}
+    for entity, tables in entities.items():
+        model, _, variant = entity.partition("/")
+        label = {"model": model, "variant": variant or "frozen"}
+        predictions = tables["predictions"]
+        failures.append(worst_queries(predictions, manifest, settings["n_worst"]).assign(**label))
+        answers[entity] = per_query(predictions, manifest, settings["features"], settings["method"])
+        per_image = answers[entity].assign(correct=answers[entity]["correct"].astype(float))
+        metrics = ["geoscore", "distance_km", "correct"]
+        if tables.get("attention") is not None:
+            per_image = per_image.merge(last_layer_attention(tables["attention"]), on="image_id", how="left")
+            metrics += list(ATTENTION_METRICS)
+        groups, pairs = breakdown(per_image, manifest, ["geoscore", "correct"], settings["attributes"], **common)
+        attributes.append(groups.assign(**label))
+        attribute_tests.append(pairs.assign(**label))
+        groups, pairs = breakdown(per_image, manifest, metrics, settings["regions"], **common)
+        regional.append(groups.assign(**label))
+        regional_tests.append(pairs.assign(**label))
+    regional_table = pd.concat(regional, ignore_index=True)
+    centroids = group_centroids(manifest).set_index("group")
+    is_country = regional_table["attribute"] == "country"
+    for column in ("centroid_latitude", "centroid_longitude"):
+        regional_table[column] = regional_table["group"].astype(str).map(centroids[column]).where(is_country)
+    return {
+        "failures": pd.concat(failures, ignore_index=True),
+        "failure_attributes": pd.concat(attributes, ignore_index=True),
+        "failure_attribute_tests": pd.concat(attribute_tests, ignore_index=True),
+        "regional": regional_table,
+        "regional_tests": pd.concat(regional_tests, ignore_index=True),
+        "model_comparisons": model_pairs(answers, alpha=settings["alpha"], n_resamples=settings["n_resamples"],
+                                         seed=settings["seed"]),
+        "cka": cka_pairs({entity: tables["embeddings"] for entity, tables in entities.items()}),
+    }

@@ -1,0 +1,110 @@
+"""Failure cases, regional breakdowns and model comparisons over stored per-query tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encoderlens.geo.compare import linear_cka
+from encoderlens.geo.depth import (breakdown, cka_pairs, group_centroids, model_pairs, quantile_bins,
+                                   worst_queries)
+
+
+def _manifest(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    countries = rng.choice(["FR", "DE", "NA", "ZA", "JP"], n)
+    return pd.DataFrame({
+        "image_id": [f"i{k}" for k in range(n)], "country": countries,
+        "city": [f"c{k % 7}" for k in range(n)],
+        "latitude": rng.uniform(-60, 60, n), "longitude": rng.uniform(-170, 170, n),
+        "land_cover": rng.choice([1, 2, 3], n), "road_index": rng.gamma(2, 1, n)})
+
+
+def test_worst_queries_are_the_lowest_scores_with_their_true_place():
+    manifest = _manifest()
+    rng = np.random.default_rng(1)
+    predictions = pd.concat([pd.DataFrame({"image_id": manifest["image_id"], "features": f, "method": "top1",
+                                           "geoscore": rng.uniform(0, 5000, len(manifest))})
+                             for f in ("cls", "mean")], ignore_index=True)
+    worst = worst_queries(predictions, manifest, n_worst=5)
+    assert len(worst) == 10
+    for features, block in worst.groupby("features"):
+        expected = predictions[predictions["features"] == features].nsmallest(5, "geoscore")
+        assert block["image_id"].tolist() == expected["image_id"].tolist()
+        assert block["rank"].tolist() == [1, 2, 3, 4, 5]
+    row = worst.iloc[0]
+    assert row["true_country"] == manifest.set_index("image_id").loc[row["image_id"], "country"]
+
+
+def test_quantile_bins_split_into_ordered_ranges():
+    values = np.arange(100.0)
+    values[0] = np.nan
+    labels = quantile_bins(values, 4)
+    assert pd.isna(labels[0])
+    assert pd.Series(labels[1:]).value_counts().sort_index().tolist() == [25, 24, 25, 25]  # 1-25, 26-49, 50-74, 75-99
+    assert labels[1] == "[1, 25.5]"
+
+
+def test_breakdown_finds_the_planted_hard_attribute_and_continent():
+    manifest = _manifest(n=400)
+    rng = np.random.default_rng(2)
+    hard = manifest["land_cover"].to_numpy() == 3
+    african = manifest["country"].isin(["NA", "ZA"]).to_numpy()
+    per_image = pd.DataFrame({"image_id": manifest["image_id"],
+                              "geoscore": np.where(hard, 800, 3000) + rng.normal(0, 300, len(manifest)),
+                              "top10_mass": np.where(african, 0.5, 0.3) + rng.normal(0, 0.05, len(manifest))})
+    groups, pairs = breakdown(per_image, manifest, ["geoscore", "top10_mass"],
+                              ["land_cover", "continent", "road_index"], min_n=5, n_resamples=500)
+    cover = groups[(groups["attribute"] == "land_cover") & (groups["metric"] == "geoscore")].set_index("group")
+    assert cover.loc["3", "ci_high"] < min(cover.loc["1", "ci_low"], cover.loc["2", "ci_low"])
+    assert cover["p_kruskal"].iloc[0] < 1e-10
+    assert cover["share"].sum() == pytest.approx(1.0)
+    continent = groups[(groups["attribute"] == "continent") & (groups["metric"] == "top10_mass")]
+    assert set(continent["group"]) == {"Africa", "Europe", "Asia"}  # NA is Namibia, not missing
+    africa = continent.set_index("group").loc["Africa"]
+    assert africa["n"] == int(african.sum())
+    tests = pairs[(pairs["attribute"] == "land_cover") & (pairs["metric"] == "geoscore")]
+    rejected = {(a, b) for a, b, r in zip(tests["group_a"], tests["group_b"], tests["reject_holm"]) if r}
+    assert rejected == {("1", "3"), ("2", "3")}
+    roads = groups[(groups["attribute"] == "road_index") & (groups["metric"] == "geoscore")]
+    assert len(roads) == 4 and roads["n"].sum() == 400
+
+
+def test_group_centroids_are_spherical_means():
+    manifest = pd.DataFrame({"country": ["FJ", "FJ", "FR"], "latitude": [-17.0, -17.0, 46.0],
+                             "longitude": [179.0, -179.0, 2.0]})
+    centroids = group_centroids(manifest).set_index("group")
+    assert centroids.loc["FJ", "centroid_latitude"] == pytest.approx(-17.0, abs=0.01)  # great-circle midpoint
+    assert abs(centroids.loc["FJ", "centroid_longitude"]) == pytest.approx(180.0, abs=1e-6)  # not 0
+    assert centroids.loc["FR", "centroid_longitude"] == pytest.approx(2.0)
+
+
+def test_model_pairs_detect_the_better_model_on_shared_queries():
+    rng = np.random.default_rng(3)
+    ids = [f"q{i}" for i in range(300)]
+    good = pd.DataFrame({"image_id": ids, "geoscore": rng.uniform(2000, 5000, 300),
+                         "correct": rng.random(300) < 0.8})
+    bad = pd.DataFrame({"image_id": ids, "geoscore": rng.uniform(0, 3000, 300),
+                        "correct": rng.random(300) < 0.4})
+    same = good.assign(geoscore=good["geoscore"] + rng.normal(0, 1, 300))
+    table = model_pairs({"good": good, "bad": bad.iloc[::-1], "same": same}, n_resamples=1000)
+    assert len(table) == 6
+    row = table[(table["model_a"] == "bad") & (table["model_b"] == "good")].set_index("test")
+    assert row.loc["geoscore_paired_bootstrap", "difference"] < -1000
+    assert row.loc["geoscore_paired_bootstrap", "reject_holm"]
+    assert row.loc["country_top1_mcnemar", "reject_holm"]
+    assert row.loc["country_top1_mcnemar", "n_pairs"] == 300
+    twin = table[(table["model_a"] == "good") & (table["model_b"] == "same")].set_index("test")
+    assert not twin.loc["country_top1_mcnemar", "reject_holm"]
+    assert twin.loc["country_top1_mcnemar", "p_value"] == 1.0
+
+
+def test_cka_pairs_join_on_ids():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 8))
+    ids = [f"i{k}" for k in range(50)]
+    rotated = x @ np.linalg.qr(rng.normal(size=(8, 8)))[0]
+    table = cka_pairs({"a": (ids, {"cls": x}), "b": (ids[::-1], {"cls": rotated[::-1], "mean": rng.normal(size=(50, 4))})})
+    assert len(table) == 2
+    cls = table.set_index("features_b").loc["cls"]
+    assert cls["cka"] == pytest.approx(1.0) and cls["n_images"] == 50
+    assert 0 <= table.set_index("features_b").loc["mean", "cka"] < 0.5
