@@ -2,12 +2,36 @@
 # list of final targets. Every value a job uses reaches it through params built from its wildcards.
 
 import json
+import os
 
+from snakemake.logging import logger
 from snakemake.utils import validate
+
+from encoderlens.data.local_layout import local_dataset_problem
+from encoderlens.models.snapshot import hub_offline, snapshot_problem
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-DATASETS = config["datasets"]
+
+
+def _datasets_in_place(datasets):
+    """The configured datasets, less a local one whose files are missing and that says `if_missing:
+    skip` (left out with one log line); a missing one that says `error` stops the run here."""
+    kept = {}
+    for name, entry in datasets.items():
+        problem = None
+        if entry["source"] == "local":
+            problem = local_dataset_problem(name, entry["format"], entry["path"])
+        if problem is None:
+            kept[name] = entry
+        elif entry["if_missing"] == "skip":
+            logger.info(f"Leaving dataset {name!r} and its studies out of this run (if_missing: skip): {problem}")
+        else:
+            raise ValueError(f"config: {problem}")
+    return kept
+
+
+DATASETS = _datasets_in_place(config["datasets"])
 MODELS = config["models"]
 CALIBRATED = "distcal"  # the retrieval variant: distance-calibrated LoRA (geo.calibration)
 CALIBRATED_MODELS = config["geo"]["calibration"]["models"]
@@ -73,6 +97,35 @@ TINY_MODELS = [name for name, entry in MODELS.items() if entry["source"] == "tin
 HUB_MODELS = [name for name, entry in MODELS.items() if entry["source"] == "hub"]
 
 
+def _hub_checkpoint(name):
+    entry = MODELS[name]
+    return entry["family"], entry["hub_id"], entry["revision"]
+
+
+# one snapshot per hub checkpoint: models naming the same family, repo and revision (with different
+# extraction settings) share the folder of the first of them by name
+SNAPSHOT_OF = {name: min(other for other in HUB_MODELS if _hub_checkpoint(other) == _hub_checkpoint(name))
+               for name in HUB_MODELS}
+
+
+def _snapshot_in_place(name):
+    """HF_HUB_OFFLINE: a complete snapshot already in resources/models/ is used as it is; no rule makes
+    it, so Snakemake neither plans a download nor deletes it to re-run one (sizes checked here, the
+    SHA-256 digests by the snapshot job when one runs). An incomplete one cannot be mended offline."""
+    folder = f"resources/models/{name}"
+    if not hub_offline():
+        return False
+    problem = snapshot_problem(folder, *_hub_checkpoint(name))
+    if problem and os.path.exists(folder):
+        raise ValueError(f"HF_HUB_OFFLINE is set and {folder} is not a usable snapshot of models.{name}: "
+                         f"{problem}")
+    return problem is None
+
+
+SNAPSHOTS_IN_PLACE = sorted(name for name in set(SNAPSHOT_OF.values()) if _snapshot_in_place(name))
+SNAPSHOT_MODELS = sorted(set(SNAPSHOT_OF.values()) - set(SNAPSHOTS_IN_PLACE))
+
+
 wildcard_constraints:
     dataset=_alternatives(DATASETS),
     model=_alternatives(MODELS),
@@ -113,7 +166,7 @@ def model_folder(wildcards):
     entry = MODELS[wildcards.model]
     if entry["source"] == "local":
         return entry["path"]
-    return f"resources/models/{wildcards.model}"
+    return f"resources/models/{SNAPSHOT_OF.get(wildcards.model, wildcards.model)}"
 
 
 def tiny_params(wildcards):

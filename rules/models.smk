@@ -28,7 +28,7 @@ rule hub_snapshot:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(60),
     wildcard_constraints:
-        model=_alternatives(HUB_MODELS),
+        model=_alternatives(SNAPSHOT_MODELS),
     localrule: True
     retries: 2
     conda:

@@ -16,11 +16,21 @@ GETs honour `Range` (206), which is how huggingface_hub resumes an interrupted d
 headers are ever sent (no X-Xet-Hash, no xetHash in the tree), so huggingface_hub never uses hf_xet.
 
 Each `add_repo` call freezes a folder's files into a new commit (a deterministic sha) and moves the
-branch `main` to it, so a test can pin an older commit. A repo added with `token=` is gated: every
-hub route answers 401 (X-Error-Code: GatedRepo) unless `Authorization: Bearer <token>` is sent.
+branch `main` to it, so a test can pin an older commit.
+
+Tokens and gated repos, as on the Hub (huggingface_hub's utils/_http.py `hf_raise_for_status` reads
+X-Error-Code and X-Error-Message; its errors.py documents the gated messages):
+- a token the hub does not know (not given to `add_repo` or `add_token`) gets 401 on every route with
+  X-Error-Message "Invalid credentials in Authorization header" (no X-Error-Code);
+- a repo added with `token=` is gated (manual approval) for every other account: its metadata (repo
+  info, tree) stays readable by anyone, but /resolve answers 401 with X-Error-Code GatedRepo without
+  a token ("... You must have access to it and be authenticated to access it. Please log in.") and 403
+  with X-Error-Code GatedRepo for a valid token that was not granted access ("... you are not in the
+  authorized list. Visit <hub>/<repo> to ask for access."). The CDN takes no token (signed URLs).
 `fail(route, status)` makes a route answer `status`. Errors deliberately echo the request's
-Authorization header (in the body and in X-Error-Message), as a misbehaving proxy might: tests use
-it to prove the token is redacted.
+Authorization header in their body (and in X-Error-Message, except the invalid-credentials one whose
+exact text huggingface_hub compares), as a misbehaving proxy might: tests use it to prove the token
+is redacted.
 Every request is recorded in `requests` (method, route, repo, revision, file, headers, status).
 """
 
@@ -37,6 +47,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".zip", ".pt", ".h5", ".msgpack", ".onnx", ".parquet")
 LOOPBACK = "127.0.0.1"
+INVALID_CREDENTIALS = "Invalid credentials in Authorization header"  # compared verbatim by huggingface_hub
 
 
 def git_blob_id(data: bytes) -> str:
@@ -71,6 +82,7 @@ class FakeHub:
         self.requests: list[Request] = []
         self.failures: dict[str, int] = {}
         self.blobs: dict[str, bytes] = {}  # sha256 -> content, served by the CDN
+        self.tokens: set[str] = set()  # valid user tokens (with or without access to a gated repo)
         self._lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
 
@@ -83,6 +95,8 @@ class FakeHub:
                  for p in sorted(folder.rglob("*")) if p.is_file()}
         repo = self.repos.setdefault((repo_type, repo_id), Repo(repo_id, repo_type))
         repo.token = token
+        if token:
+            self.tokens.add(token)
         digest = hashlib.sha1(f"{repo_type}/{repo_id}/{len(repo.commits)}".encode())
         for path, data in files.items():
             digest.update(path.encode() + b"\0" + git_blob_id(data).encode())
@@ -92,6 +106,10 @@ class FakeHub:
         repo.commits[sha] = files
         repo.refs["main"] = sha
         return sha
+
+    def add_token(self, token: str) -> None:
+        """A valid token of an account that was granted access to no gated repo."""
+        self.tokens.add(token)
 
     def fail(self, route: str, status: int) -> None:
         """Answer every request of `route` ("info", "tree", "resolve", "lfs") with `status`."""
@@ -201,9 +219,17 @@ def _handler(hub: FakeHub, role: str):
             self.note["revision"] = revision
             if self.note["route"] in hub.failures:
                 return None, self.error(hub.failures[self.note["route"]], None, "Internal Error")
-            if repo.token and self.headers.get("Authorization") != f"Bearer {repo.token}":
-                return None, self.error(401, "GatedRepo", f"Access to {repo.repo_type} {repo.repo_id} is "
-                                        "restricted. You must be authenticated to access it.")
+            authorization = self.headers.get("Authorization")
+            if authorization is not None and authorization.removeprefix("Bearer ") not in hub.tokens:
+                return None, self.error(401, None, INVALID_CREDENTIALS, echo_in_header=False)
+            if repo.token and self.note["route"] == "resolve":  # gated: the content, not the metadata
+                what = f"Access to {repo.repo_type} {repo.repo_id} is restricted"
+                if authorization is None:
+                    return None, self.error(401, "GatedRepo", f"{what}. You must have access to it and be "
+                                            "authenticated to access it. Please log in.")
+                if authorization != f"Bearer {repo.token}":
+                    return None, self.error(403, "GatedRepo", f"{what} and you are not in the authorized "
+                                            f"list. Visit {hub.endpoint}/{repo.repo_id} to ask for access.")
             sha = repo.refs.get(revision, revision if revision in repo.commits else None)
             if sha is None:
                 return None, self.error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
@@ -287,11 +313,12 @@ def _handler(hub: FakeHub, role: str):
         def json(self, payload):
             return self.send(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
-        def error(self, status, code, message, headers=None):
+        def error(self, status, code, message, headers=None, echo_in_header=True):
             # deliberately leaky: echo the Authorization header, as a badly behaved proxy could
-            message = f"{message} (request authorization: {self.headers.get('Authorization', '')})"
-            body = json.dumps({"error": message}).encode()
-            extra = {"Content-Type": "application/json", "X-Error-Message": message, **(headers or {})}
+            echoed = f"{message} (request authorization: {self.headers.get('Authorization', '')})"
+            body = json.dumps({"error": echoed}).encode()
+            extra = {"Content-Type": "application/json",
+                     "X-Error-Message": echoed if echo_in_header else message, **(headers or {})}
             if code:
                 extra["X-Error-Code"] = code
             return self.send(status, body, extra)

@@ -10,6 +10,7 @@ endpoint would fail rather than reach huggingface.co.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -427,3 +428,54 @@ def test_allocate_proportional_with_one_each():
     assert allocate(sizes, 16, rng).to_dict() == sizes.to_dict()
     few = allocate(sizes, 2, rng)
     assert few.sum() == 2 and set(few.unique()) <= {0, 1}
+
+
+# ---- gated repos as the Hub gates them, offline reuse -----------------------------------------------
+def test_gated_repo_metadata_is_public_but_files_need_access(hub, tmp_path, monkeypatch):
+    """No token: the repo info answers (a gated repo's metadata is public), /resolve answers 401
+    GatedRepo; a valid token never granted access: 403 GatedRepo. Both fail before any file."""
+    sha = hub.add_repo("meta/gated", tiny_repo("clip", tmp_path / "repo", extras=False), token=TOKEN)
+    with pytest.raises(HubError, match="401") as raised:
+        snapshot_model("clip", "meta/gated", sha, tmp_path / "gated")
+    assert "GatedRepoError" in str(raised.value) and "accept its terms" in str(raised.value)
+    statuses = {(r.route, r.status) for r in hub.requests if r.server == "hub"}
+    assert ("info", 200) in statuses and ("resolve", 401) in statuses
+
+    other = "hf_OTHERtokenWithoutAccess0123456789"
+    hub.add_token(other)
+    hub.requests.clear()
+    monkeypatch.setenv("HF_TOKEN", other)
+    with pytest.raises(HubError, match="403") as raised:
+        snapshot_model("clip", "meta/gated", sha, tmp_path / "gated")
+    assert "authorized list" in str(raised.value) and other not in str(raised.value)
+    assert ("resolve", 403) in {(r.route, r.status) for r in hub.requests}
+    assert hub.downloads() == [] and not (tmp_path / "gated").exists()
+
+
+def test_offline_uses_a_verified_snapshot_without_any_request(hub, tmp_path, monkeypatch):
+    sha = hub.add_repo("org/tiny-clip", tiny_repo("clip", tmp_path / "repo", extras=False))
+    dest = snapshot_model("clip", "org/tiny-clip", "main", tmp_path / "m")
+    record = json.loads((dest / "hub_snapshot.json").read_text())
+    weights_file = dest / "model.safetensors"
+    assert record["sizes"]["model.safetensors"] == weights_file.stat().st_size
+    assert record["sha256"]["model.safetensors"] == hashlib.sha256(weights_file.read_bytes()).hexdigest()
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.requests.clear()
+    for revision in ("main", sha):  # the revision asked for, or the commit it resolved to
+        assert snapshot_model("clip", "org/tiny-clip", revision, dest) == dest
+    assert hub.requests == []
+    with pytest.raises(HubError, match="records revision 'main'"):
+        snapshot_model("clip", "org/tiny-clip", "v2", dest)
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE.*does not exist"):
+        snapshot_model("clip", "org/tiny-clip", "main", tmp_path / "never")
+
+    data = bytearray(weights_file.read_bytes())
+    data[-1] ^= 0xFF  # same size, one byte changed: only the digest tells
+    weights_file.write_bytes(bytes(data))
+    with pytest.raises(HubError, match="SHA-256"):
+        snapshot_model("clip", "org/tiny-clip", "main", dest)
+    weights_file.write_bytes(bytes(data[:-1]))
+    with pytest.raises(HubError, match="bytes; the snapshot recorded"):
+        snapshot_model("clip", "org/tiny-clip", "main", dest)
+    assert hub.requests == []

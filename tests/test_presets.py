@@ -1,5 +1,6 @@
 """Each study preset validates and plans its whole DAG without touching the network."""
 
+import json
 import os
 
 import pytest
@@ -32,28 +33,103 @@ def planned_extractions(config) -> int:
     return count
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_a_preset_plans_its_whole_dag_offline(workflow_copy, preset, monkeypatch):
+def offline(monkeypatch):
     # anything that tried the network would fail fast on these
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(variable, "http://127.0.0.1:9")
-    config = yaml.safe_load((REPO / "presets" / preset).read_text())
-    for entry in config["datasets"].values():
-        if entry["source"] == "local":  # the user's own data, e.g. a caption table
-            (workflow_copy / entry["path"]).mkdir(parents=True)
-    result = snakemake(workflow_copy, "--dry-run", "--cores", "8", "--configfile",
-                       f"presets/{preset}", timeout=120)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "demo_" not in output  # the preset replaces the demo config, it is not merged into it
+
+
+def dry_run(workflow_copy, preset):
+    result = snakemake(workflow_copy, "--dry-run", "--cores", "8", "--configfile", f"presets/{preset}",
+                       timeout=120)
     planned = [line.split()[1].rstrip(":") for line in result.stdout.splitlines()
                if line.startswith(("rule ", "localrule "))]
+    return result, result.stdout + result.stderr, planned
+
+
+def hub_checkpoints(config, datasets) -> int:
+    """Distinct (family, repo, revision) among the models the datasets use: one snapshot each."""
+    used = {model for name in datasets for model in config["datasets"][name]["models"]}
+    return len({(config["models"][m]["family"], config["models"][m]["hub_id"], config["models"][m]["revision"])
+                for m in used if config["models"][m]["source"] == "hub"})
+
+
+def write_caption_table(workflow_copy, entry):
+    folder = workflow_copy / entry["path"]
+    folder.mkdir(parents=True)
+    (folder / "captions.csv").write_text("id,caption\n1,a house in Lyon\n")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_preset_plans_its_whole_dag_offline(workflow_copy, preset, monkeypatch):
+    """Each preset as a user runs it with their caption table in place (the captions study's input)."""
+    offline(monkeypatch)
+    config = yaml.safe_load((REPO / "presets" / preset).read_text())
+    for entry in config["datasets"].values():
+        if entry["source"] == "local":  # the user's own data: a caption table
+            write_caption_table(workflow_copy, entry)
+    result, output, planned = dry_run(workflow_copy, preset)
+    assert result.returncode == 0, output
+    assert "demo_" not in output  # the preset replaces the demo config, it is not merged into it
     assert planned.count("extract") == planned_extractions(config)
-    assert planned.count("hub_snapshot") == len(config["models"])
+    # one snapshot per checkpoint: in paper.yaml clip and clip_vitb16 are both openai/clip-vit-base-patch16
+    assert planned.count("hub_snapshot") == hub_checkpoints(config, config["datasets"])
     downloads = sum(entry["source"] == "download" for entry in config["datasets"].values())
     assert planned.count("download_osv5m") + planned.count("download_wikichurches") == downloads
+    assert "Leaving dataset" not in output
     assert not (workflow_copy / "results").exists()
+
+
+def test_paper_plans_on_a_fresh_checkout_without_the_caption_table(workflow_copy, monkeypatch):
+    offline(monkeypatch)
+    config = yaml.safe_load((REPO / "presets" / "paper.yaml").read_text())
+    result, output, planned = dry_run(workflow_copy, "paper.yaml")
+    assert result.returncode == 0, output
+    left_out = [line for line in output.splitlines() if "Leaving dataset" in line]
+    assert len(left_out) == 1 and "'captions'" in left_out[0], output
+    assert "resources/datasets/captions/captions.csv" in left_out[0]
+    others = [name for name in config["datasets"] if name != "captions"]
+    without = dict(config, datasets={name: config["datasets"][name] for name in others})
+    assert planned.count("extract") == planned_extractions(without)
+    assert not any(rule.startswith("caption") for rule in planned)
+    assert planned.count("hub_snapshot") == hub_checkpoints(config, others) == 8
+
+
+def test_captions_without_its_table_says_where_to_put_it(workflow_copy, monkeypatch):
+    offline(monkeypatch)
+    (workflow_copy / "resources" / "datasets" / "captions").mkdir(parents=True)  # a folder, no table
+    result, output, _ = dry_run(workflow_copy, "captions.yaml")
+    assert result.returncode != 0
+    assert "MissingInputException" not in output
+    assert "resources/datasets/captions/captions.csv" in output
+    assert "columns id, caption (required)" in output and "entity, language, country" in output
+
+
+def test_offline_snapshot_in_place_is_used_and_not_planned(workflow_copy, monkeypatch):
+    """HF_HUB_OFFLINE with a complete snapshot in resources/models/<model>/: no rule makes it, so
+    Snakemake neither plans a download nor would delete it to re-run one."""
+    from encoderlens.models.snapshot import PROVENANCE, describe_files
+
+    offline(monkeypatch)
+    config = yaml.safe_load((REPO / "presets" / "wikichurches.yaml").read_text())
+    entry = config["models"]["dinov2"]
+    folder = workflow_copy / "resources" / "models" / "dinov2"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    record = {"hub_id": entry["hub_id"], "revision": "main", "commit": "a" * 40, "family": "dinov2",
+              "files": ["config.json", "model.safetensors"],
+              **describe_files(folder, ["config.json", "model.safetensors"])}
+    (folder / PROVENANCE).write_text(json.dumps(record))
+    _, output, planned = dry_run(workflow_copy, "wikichurches.yaml")
+    assert planned.count("hub_snapshot") == len(config["models"]) - 1, output
+
+    # an incomplete snapshot cannot be mended offline: the plan stops, naming the file
+    (folder / "model.safetensors").write_bytes(b"truncate")
+    result, output, _ = dry_run(workflow_copy, "wikichurches.yaml")
+    assert result.returncode != 0
+    assert "model.safetensors has 8 bytes; the snapshot recorded 7" in output
 
 
 def test_hub_models_in_presets_name_real_families_and_ids():
@@ -71,6 +147,8 @@ def test_the_paper_preset_is_the_union_of_the_study_presets():
         return yaml.safe_load((REPO / "presets" / name).read_text())
 
     paper = load("paper.yaml")
+    # the one difference: without its table, the caption study is left out of the paper run
+    assert paper["datasets"]["captions"].pop("if_missing") == "skip"
     studies = [load(name) for name in ("osv5m.yaml", "wikichurches.yaml", "captions.yaml")]
     for section in ("datasets", "models"):
         union = {}

@@ -17,12 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from encoderlens.data.images import image_problem
+from encoderlens.data.local_layout import (CAPTION_OPTIONAL_COLUMNS, CAPTION_REQUIRED_COLUMNS,
+                                           CAPTION_TABLE_NAMES, caption_table_help)
 from encoderlens.data.manifest import ManifestResult, read_csv_keep_na, require_columns, skipped_frame
 
-REQUIRED_COLUMNS = ["id", "caption"]
-OPTIONAL_COLUMNS = ["entity", "language", "country", "image", "subset"]
+REQUIRED_COLUMNS = CAPTION_REQUIRED_COLUMNS
+OPTIONAL_COLUMNS = CAPTION_OPTIONAL_COLUMNS
 MANIFEST_COLUMNS = ["image_id", "path", "split", "caption", "entity", "language", "country_true"]
-TABLE_NAMES = ("captions.csv", "captions.parquet")
+TABLE_NAMES = CAPTION_TABLE_NAMES
 
 
 def caption_table_path(root) -> Path:
@@ -31,7 +33,7 @@ def caption_table_path(root) -> Path:
     for name in TABLE_NAMES:
         if (root / name).is_file():
             return root / name
-    raise FileNotFoundError(f"{root}: no captions table ({' or '.join(TABLE_NAMES)})")
+    raise FileNotFoundError(f"{root}: no captions table ({' or '.join(TABLE_NAMES)}); {caption_table_help(root)}")
 
 
 def read_caption_file(path) -> pd.DataFrame:

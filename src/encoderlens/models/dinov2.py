@@ -1,30 +1,45 @@
-"""DINOv2 with registers: CLS + register tokens in front of the patches, learned position embeddings."""
+"""DINOv2, with or without registers: CLS (+ register tokens) in front of the patches, learned position
+embeddings. The checkpoint's config decides: model_type `dinov2_with_registers` carries
+`num_register_tokens` (4 in facebook/dinov2-with-registers-*), plain `dinov2` (facebook/dinov2-base,
+the most used) has none."""
 
 from __future__ import annotations
 
-from transformers import BitImageProcessor, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+import json
+from pathlib import Path
+
+from transformers import BitImageProcessor, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
 from .base import IMAGENET_MEAN, IMAGENET_STD
-from .hf_vit import HFViTAdapter, save_tiny, tiny_dims
+from .hf_vit import HFViTAdapter, from_pretrained_strict, save_tiny, tiny_dims
 
 # The hub config says 518 (37 x 14, the resolution of DINOv2's last training stage). The analysis runs at
 # the standard 224 (a 16 x 16 grid), which keeps attention maps comparable across families; the model
 # interpolates its position embeddings for any size.
 HUB_IMAGE_SIZE = 518
 ANALYSIS_IMAGE_SIZE = 224
+MODEL_CLASSES = {"dinov2_with_registers": Dinov2WithRegistersModel, "dinov2": Dinov2Model}
 
 
 class Dinov2Adapter(HFViTAdapter):
     family = "dinov2"
-    hub_ids = ("facebook/dinov2-with-registers-base",)
+    hub_ids = ("facebook/dinov2-with-registers-base", "facebook/dinov2-base")
     model_class = Dinov2WithRegistersModel
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
     final_norm = "layernorm"
     after_blocks_paths = ("layernorm",)
 
     @classmethod
+    def load_model(cls, folder):
+        model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+        if model_type not in MODEL_CLASSES:
+            raise ValueError(f"dinov2: {folder}/config.json has model_type {model_type!r}; expected one of "
+                             f"{sorted(MODEL_CLASSES)}")
+        return from_pretrained_strict(MODEL_CLASSES[model_type], folder, attn_implementation="eager")
+
+    @classmethod
     def n_prefix_tokens(cls, config) -> int:
-        return 1 + int(config.num_register_tokens)
+        return 1 + int(getattr(config, "num_register_tokens", 0))
 
     @classmethod
     def default_image_size(cls, config) -> int:

@@ -71,10 +71,15 @@ def from_pretrained_strict(model_class, folder: str | Path, **kwargs) -> torch.n
     """`from_pretrained`, refusing a checkpoint that lacks some of the model's weights.
 
     transformers only warns and leaves missing weights randomly initialised, so a folder of the wrong
-    family or a truncated download would give plausible-looking garbage. Unexpected weights are fine:
+    family or a truncated download would give plausible-looking garbage (BatchNorm step counters
+    excepted: they may be missing). Unexpected weights are fine:
     hub CLIP/SigLIP/MAE checkpoints carry a text tower or a decoder the encoder does not use.
     """
     model, loading = model_class.from_pretrained(str(folder), output_loading_info=True, **kwargs)
+    # BatchNorm's num_batches_tracked only counts training steps (it sets the momentum only when
+    # momentum is None); some timm exports leave it out, and inference never reads it
+    loading["missing_keys"] = [key for key in loading.get("missing_keys") or []
+                               if not key.endswith(".num_batches_tracked")]
     problems = {key: sorted(loading[key]) for key in ("missing_keys", "mismatched_keys") if loading.get(key)}
     if problems:
         raise RuntimeError(f"{folder} is not a complete {model_class.__name__} checkpoint: {problems}")

@@ -10,19 +10,32 @@ only through `torch.load(weights_only=True)`, which refuses pickles that build a
 Configuration, as huggingface_hub's: `HF_ENDPOINT` (a mirror) and `HF_TOKEN` (gated repos, e.g.
 DINOv3). Both are read when a function is called, not when a module is imported, and passed to every
 hub call explicitly, so the token resolved here is also the one redacted from errors and logs.
+`HF_HUB_OFFLINE=1`: no request at all; a snapshot already in `dest` whose hub_snapshot.json names the
+same repo and revision (or commit) and whose files match their recorded sizes and SHA-256 is used as
+it is, anything else is an error that says what is missing.
+
+Transfer paths: the tests (tests/fakehub.py) serve small files from /resolve and LFS files through a
+302 to a CDN, as the Hub does for repos stored on LFS. Repos stored on Xet make huggingface_hub fetch
+through hf_xet (installed) instead; that path is NOT exercised by any test here (the fake hub sends
+no Xet headers) and relies on huggingface_hub's own tests.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token, snapshot_download
+from huggingface_hub.errors import GatedRepoError
 
+from encoderlens.models.snapshot import PROVENANCE, describe_files, hub_offline, snapshot_problem
 from encoderlens.secrets import redact, redacted_logs
+
+log = logging.getLogger(__name__)
 
 # which files of a checkpoint each family reads besides its weights; mirrors registry.FAMILIES
 # (kept here so that a snapshot job does not import torch)
@@ -38,7 +51,6 @@ WEIGHT_SETS = (
     ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"),
     ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"),
 )
-PROVENANCE = "hub_snapshot.json"
 
 
 class HubError(RuntimeError):
@@ -79,6 +91,9 @@ def call_hub(what: str, token: str | None, function, /, *args, **kwargs):
             return function(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - every failure is reported, redacted
             message = redact(f"{what} failed: {type(error).__name__}: {error}", [token])
+            if isinstance(error, GatedRepoError):
+                message += ("\n(a gated repo: accept its terms on its hub page with your account, then "
+                            "export HF_TOKEN=<a read token of that account>)")
     raise HubError(message)
 
 
@@ -122,11 +137,22 @@ def snapshot_model(family: str, hub_id: str, revision: str, dest: str | Path,
     """Download the files `family` needs from model repo `hub_id` at `revision` into `dest`.
 
     Built in `<dest>.tmp` and renamed when complete, so `dest` is never half written; a rerun after an
-    interruption resumes the partial files kept there. `dest/hub_snapshot.json` records the commit.
+    interruption resumes the partial files kept there. `dest/hub_snapshot.json` records the commit and
+    each file's size and SHA-256. With HF_HUB_OFFLINE set, a verified snapshot in `dest` is returned
+    without any request (see the module's notes).
     """
     if family not in FAMILY_CONFIG_FILES:
         raise ValueError(f"unknown model family {family!r}; known families: {', '.join(FAMILY_CONFIG_FILES)}")
     dest = Path(dest)
+    if hub_offline():
+        problem = snapshot_problem(dest, family, hub_id, revision, digests=True)
+        if problem:
+            raise HubError(f"HF_HUB_OFFLINE is set, so {hub_id}@{revision} cannot be downloaded, and {dest} "
+                           f"holds no usable snapshot of it: {problem}. Take the snapshot once with network "
+                           f"access (or copy resources/models/<model>/ from a machine that has it).")
+        log.info("HF_HUB_OFFLINE: using the snapshot of %s@%s already in %s (sizes and SHA-256 verified)",
+                 hub_id, revision, dest)
+        return dest
     temporary = dest.with_name(dest.name + ".tmp")
     api, token, endpoint = hub_client(token)
     commit, files = resolve_revision(api, hub_id, revision, "model", token)
@@ -157,7 +183,7 @@ def snapshot_model(family: str, hub_id: str, revision: str, dest: str | Path,
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     (temporary / PROVENANCE).write_text(json.dumps(
         {"hub_id": hub_id, "revision": revision, "commit": commit, "family": family,
-         "files": sorted(wanted)}, indent=2))
+         "files": sorted(wanted), **describe_files(temporary, wanted)}, indent=2))
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(temporary, dest)

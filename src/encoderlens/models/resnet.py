@@ -13,7 +13,7 @@ from pathlib import Path
 import timm
 import torch
 from safetensors.torch import save_file
-from transformers import TimmWrapperModel
+from transformers import TimmWrapperConfig, TimmWrapperModel
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, EncoderOutput, FamilyAdapter, ModelInfo
 from .hf_vit import from_pretrained_strict
@@ -39,7 +39,12 @@ class ResnetAdapter(FamilyAdapter):
 
     @classmethod
     def load_model(cls, folder):
-        return from_pretrained_strict(TimmWrapperModel, folder)
+        # timm's save_for_hf (timm 1.0.x) records the creation kwargs in model_args, num_classes among
+        # them; TimmWrapperModel passes its own num_classes=0 beside them and would fail on the duplicate
+        config = TimmWrapperConfig.from_pretrained(str(folder))
+        if config.model_args and "num_classes" in config.model_args:
+            config.model_args = {k: v for k, v in config.model_args.items() if k != "num_classes"}
+        return from_pretrained_strict(TimmWrapperModel, folder, config=config)
 
     @classmethod
     def describe(cls, model, image_size=None) -> ModelInfo:
