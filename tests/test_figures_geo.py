@@ -83,8 +83,10 @@ def test_cosine_distance_hexbin_holds_every_pair_and_the_line_is_the_table(geome
     assert len(steps) == len(filled)
     for _, row in filled.iterrows():
         line = steps[f"binmean:clip · cls:{row['lo_km']:g}-{row['hi_km']:g}"]
-        assert list(line.get_xdata()) == [row["lo_km"], row["hi_km"]]
+        # a log distance axis: the first bin starts at 0 km, drawn from the axis' 1 km floor
+        assert list(line.get_xdata()) == [max(row["lo_km"], 1.0), row["hi_km"]]
         assert list(line.get_ydata()) == pytest.approx([row["cosine_mean"]] * 2)
+    assert ax.get_xscale() == "log" and ax.get_xlim()[0] == 1.0
 
 
 def test_geoscore_curves_are_the_empirical_cdf():
@@ -100,6 +102,18 @@ def test_geoscore_curves_are_the_empirical_cdf():
     np.testing.assert_allclose(curve.get_ydata()[1:-1], np.arange(1, 41) / 40)
     row = plot.data.set_index("method").loc["top1"]
     assert row["median"] == pytest.approx(np.median(top1)) and row["n"] == 40
+    # with the error in km: a second row, its CDF on a log axis
+    predictions["distance_km"] = np.r_[np.geomspace(0.5, 15000, 40), np.geomspace(2, 9000, 40)]
+    plot = plot_geoscore(predictions)
+    lower = [ax for ax in plot.figure.axes if ax.get_xscale() == "log"]
+    assert len(lower) == 2
+    lines = {line.get_gid(): line for ax in lower for line in ax.get_lines() if line.get_gid()}
+    km = lines["ecdf_km:top1:clip [frozen] · cls"]
+    expected = np.maximum(np.sort(predictions.loc[predictions["method"] == "top1", "distance_km"]), 1.0)
+    np.testing.assert_allclose(km.get_xdata()[1:], expected)
+    np.testing.assert_allclose(km.get_ydata()[1:], np.arange(1, 41) / 40)
+    assert plot.data.set_index("method").loc["top1", "median_km"] == pytest.approx(
+        np.median(predictions.loc[predictions["method"] == "top1", "distance_km"]))
     x, y = ecdf([3.0, np.nan, 1.0])
     assert list(x) == [1.0, 3.0] and list(y) == [0.5, 1.0]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
 from .figures import (BASELINE_GREY, HATCHES, LINESTYLES, MARKERS, Plot, empty_panel, new_figure,
                       require_columns, series_colours, styled)
@@ -145,6 +146,14 @@ def plot_leaderboard(summary: pd.DataFrame, threshold: float, layer_rule: str = 
         ax.set_axisbelow(True)
     axes[0].set_yticks(y, board["label"].tolist())
     axes[0].set_ylim(-0.6, len(board) - 0.4)
+    # what the hatching means: one pattern per method (colour is the model, named on the axis)
+    handles = [Patch(facecolor="white", edgecolor="black", linewidth=0.6, hatch=hatch[method], label=method)
+               for method in methods if method not in set(board.loc[board["model"] == BASELINE, "method"])]
+    if (board["model"] == BASELINE).any():
+        handles.append(Patch(facecolor="white", edgecolor=BASELINE_GREY, linewidth=0.6, hatch="///",
+                             label="baseline (random, Gaussian, Sobel)"))
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False,
+                  title="hatch: method", title_fontsize=8)
     layer_text = ("the last stored layer" if layer_rule == "last"
                   else "the layer of highest mean IoU on these images (optimistic)")
     n_images = int(np.nanmax(board["iou_n"])) if board["iou_n"].notna().any() else 0
@@ -175,40 +184,58 @@ def _variant_style(variant: str, variants: list[str]) -> str:
     return LINESTYLES[variants.index(variant) % len(LINESTYLES)] if variant in variants else "-"
 
 
+def _panel_grid(count: int, width: float, height: float, extra_height: float = 0.4):
+    """A grid of `count` panels, up to three per row, sharing both axes; unused panels hidden."""
+    columns = min(3, max(1, count))
+    n_rows = max(1, int(np.ceil(count / columns)))
+    figure = new_figure(width * columns + 1.4, height * n_rows + extra_height)
+    axes = np.atleast_1d(figure.subplots(n_rows, columns, sharex=True, sharey=True, squeeze=False)).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return figure, axes
+
+
 @styled
 def plot_iou_by_layer(summary: pd.DataFrame, threshold: float) -> Plot:
-    """Mean IoU per layer (head mean) with 95% CI bands, one line per model and method."""
+    """Mean IoU per layer (head mean) with 95% CI bands: one panel per model, one line per method and
+    variant, the baselines in every panel (small multiples, so bands of different models never overlap)."""
     table = _clean(summary)
     rows = _layered_rows(table, threshold)
     baselines = _baseline_rows(table, threshold)
-    figure = new_figure(6.4, 3.8)
-    ax = figure.subplots()
+    models = list(dict.fromkeys(rows["model"]))
+    figure, axes = _panel_grid(len(models), 2.6, 2.4, 0.9)
     if rows.empty:
-        empty_panel(ax, "no method is stored at more than one layer")
-    groups = list(rows.groupby(KEYS, sort=False))
-    colours = series_colours(len(groups))
-    variants = sorted({key[1] for key, _ in groups}, key=lambda v: (v != "frozen", v))
-    for index, ((model, variant, method), group) in enumerate(groups):
-        label = entry_label(model, variant, method, -1)
-        ax.fill_between(group["layer"], group["ci_low"], group["ci_high"], color=colours[index],
-                        alpha=0.18, linewidth=0)
-        ax.plot(group["layer"], group["mean"], color=colours[index], marker=MARKERS[index % len(MARKERS)],
-                linestyle=_variant_style(variant, variants), markersize=4, linewidth=1.2, label=label,
-                gid=f"line:{label}")
-    for index, (_, row) in enumerate(baselines.iterrows()):
-        ax.axhline(row["mean"], color=BASELINE_GREY, linestyle=LINESTYLES[(index + 1) % len(LINESTYLES)],
-                   linewidth=1.0, label=f"baseline · {row['method']}", gid=f"baseline:{row['method']}")
+        axes[0].set_visible(True)
+        empty_panel(axes[0], "no method is stored at more than one layer")
+    for ax, model in zip(axes, models):
+        groups = list(rows[rows["model"] == model].groupby(KEYS, sort=False))
+        colours = series_colours(len(groups))
+        variants = sorted({key[1] for key, _ in groups}, key=lambda v: (v != "frozen", v))
+        for index, ((_, variant, method), group) in enumerate(groups):
+            label = entry_label(model, variant, method, -1)
+            ax.fill_between(group["layer"], group["ci_low"], group["ci_high"], color=colours[index],
+                            alpha=0.18, linewidth=0)
+            ax.plot(group["layer"], group["mean"], color=colours[index], marker=MARKERS[index % len(MARKERS)],
+                    linestyle=_variant_style(variant, variants), markersize=4, linewidth=1.2,
+                    label=label.split(" · ", 1)[1], gid=f"line:{label}")
+        for index, (_, row) in enumerate(baselines.iterrows()):
+            ax.axhline(row["mean"], color=BASELINE_GREY, linestyle=LINESTYLES[(index + 1) % len(LINESTYLES)],
+                       linewidth=1.0, label=f"baseline · {row['method']}", gid=f"baseline:{row['method']}")
+        ax.set_title(model)
+        ax.grid(color="0.9", linewidth=0.6)
+        # the legend under its own panel: it never covers a line
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False, fontsize=6.5, ncols=1)
     if not rows.empty:
         layers = sorted(rows["layer"].unique())
-        ax.set_xticks(layers if len(layers) <= 16 else layers[::2])
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    ax.set_xlabel("layer (0 = first block)")
-    ax.set_ylabel(f"mean IoU at {threshold:g}% mass")
-    ax.grid(color="0.9", linewidth=0.6)
+        axes[0].set_xticks(layers if len(layers) <= 16 else layers[::2])
+    for ax in axes[:max(1, len(models))]:
+        ax.set_xlabel("layer (0 = first block)")
+        ax.set_ylabel(f"mean IoU at {threshold:g}% mass")
     data = pd.concat([rows, baselines], ignore_index=True)[SUMMARY_COLUMNS]
     caption = (f"Mean IoU with the expert boxes per layer, heads averaged, at the {threshold:g}% mass "
-               f"threshold; bands: 95% percentile-bootstrap CI over images. Grey horizontal lines: "
-               f"baselines. Line style marks the variant (solid: frozen).")
+               f"threshold, one panel per model; bands: 95% percentile-bootstrap CI over images. Grey "
+               f"horizontal lines: baselines (the same in every panel). Line style marks the variant "
+               f"(solid: frozen).")
     return Plot(figure, data, caption)
 
 
@@ -249,7 +276,8 @@ def plot_threshold_sensitivity(summary: pd.DataFrame, threshold: float, layer_ru
         ax.axvline(threshold, color="0.75", linewidth=0.6, zorder=0)
         ax.set_title(model)
         ax.grid(color="0.92", linewidth=0.6)
-        ax.legend(frameon=False, fontsize=6.5)
+        # under its own panel: inside, the legend covered the curves
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False, fontsize=6.5)
     for ax in axes[:len(models)]:
         ax.set_xlabel("mass threshold (% of attention)")
         ax.set_ylabel("mean IoU")
