@@ -253,7 +253,7 @@ def _study_datasets():
         "style_probe": [d for d in ANNOTATED_DATASETS if FINETUNE["style_probe"]["enabled"]],
         "geo": list(GEO_DATASETS),
         "calibration": [d for d in GEO_DATASETS if _calibrated_models(d)],
-        "captions": [d for d in _caption_datasets()
+        "captions": [d for d in CAPTION_DATASETS
                      if _producible(f"results/{d}/captions/evaluation.parquet")],
     }
 
