@@ -172,3 +172,19 @@ def test_delta_iou_summary_matches_scipy_and_keeps_the_last_layer():
     means = {line.get_gid(): line for line in plot.figure.axes[0].get_lines()
              if line.get_gid() and line.get_marker() == "D"}
     assert means["mean:vit:lora"].get_ydata()[0] == pytest.approx(table.set_index("variant").loc["lora", "mean"])
+
+
+def test_delta_iou_names_a_strategy_without_spread_in_the_plot_not_as_an_empty_legend_entry():
+    rng = np.random.default_rng(5)
+    rows = []
+    for variant, values in (("linear", np.zeros(20)), ("lora", rng.normal(0.02, 0.05, 20))):
+        rows += [dict(image_id=f"i{k}", model="vit", variant=variant, method="cls", layer=3, head=-1,
+                      threshold=25.0, iou_frozen=0.3, iou_tuned=0.3 + v, delta_iou=v, retention=1 + v / 0.3)
+                 for k, v in enumerate(values)]
+    plot = plot_delta_iou(pd.DataFrame(rows), 25.0)
+    (legend,) = plot.figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["lora"]
+    ax = plot.figure.axes[0]
+    notes = {text.get_gid(): text.get_text() for text in ax.texts}
+    assert notes["note:vit:linear"] == "linear: ΔIoU = 0\non all 20 images"
+    assert {line.get_gid() for line in ax.get_lines()} >= {"flat:vit:linear", "mean:vit:lora"}
