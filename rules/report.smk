@@ -103,6 +103,7 @@ rule geo_figures:
 rule caption_figures:
     input:
         distributions="results/{dataset}/captions/distributions.parquet",
+        predictions="results/{dataset}/captions/predictions.parquet",
     output:
         **figure_outputs("continents", "caption_continents", "caption_continents"),
     params:

@@ -138,7 +138,7 @@ def geo_figure_params(wildcards):
 
 
 def caption_figure_params(wildcards):
-    return {"dpi": FIGURES["dpi"]}
+    return {"dpi": FIGURES["dpi"], "continent_scheme": CAPTIONS["continent_scheme"]}
 
 
 # ---- targets -----------------------------------------------------------------------------------

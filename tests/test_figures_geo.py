@@ -8,7 +8,8 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from encoderlens.geo.study import geometry_study
-from encoderlens.report.figures_captions import continent_matrix, plot_caption_continents
+from encoderlens.report.figures_captions import (continent_matrix, every_caption_distribution,
+                                                 plot_caption_continents)
 from encoderlens.report.figures_finetune import delta_table, plot_delta_iou
 from encoderlens.report.figures_geo import (ecdf, geometry_pairs, plot_cosine_distance, plot_gallery,
                                             plot_geoscore, plot_probe_accuracy, probe_table,
@@ -188,3 +189,31 @@ def test_delta_iou_names_a_strategy_without_spread_in_the_plot_not_as_an_empty_l
     notes = {text.get_gid(): text.get_text() for text in ax.texts}
     assert notes["note:vit:linear"] == "linear: ΔIoU = 0\non all 20 images"
     assert {line.get_gid() for line in ax.get_lines()} >= {"flat:vit:linear", "mean:vit:lora"}
+
+
+def test_caption_continents_top_row_counts_every_caption_unknown_included():
+    # c1 names two entities (one caption, counted once); c4 names none; c5's country is Unknown
+    predictions = pd.DataFrame({
+        "image_id": ["c1", "c1", "c2", "c3", "c4", "c5"],
+        "entity": ["ngo", "brand", "ngo", "brand", "", "ngo"],
+        "country_pred": ["FR", "FR", "JP", "DE", "BR", "Unknown"]})
+    every = every_caption_distribution(predictions)
+    continents = every[every["level"] == "continent"].set_index("place")["count"]
+    assert continents.sum() == 5 and continents["Unknown"] == 1 and continents["Europe"] == 2
+    study = pd.DataFrame([dict(entity="all", level="continent", place="Europe", count=2, share=0.5),
+                          dict(entity="ngo", level="continent", place="Europe", count=1, share=1.0)])
+    plot = plot_caption_continents(study, every)
+    ax = plot.figure.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "all captions (n=5)" and labels[1] == "ngo (n=1)"
+    (image,) = ax.get_images()
+    row = dict(zip(plot.data.columns[1:], np.asarray(image.get_array())[0]))
+    assert row["Unknown"] == pytest.approx(20.0) and sum(row.values()) == pytest.approx(100.0)
+    # the colour bar's label is whole inside the figure and names its unit
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(plot.figure).draw()
+    bar = plot.figure.axes[1]
+    label = bar.yaxis.label
+    assert "%" in label.get_text()
+    extent, frame = label.get_window_extent(), plot.figure.bbox
+    assert frame.x0 <= extent.x0 and extent.x1 <= frame.x1 and frame.y0 <= extent.y0 and extent.y1 <= frame.y1
