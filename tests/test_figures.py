@@ -261,13 +261,15 @@ def test_save_plot_writes_every_file(tmp_path, summary):
     assert isinstance(plot, Plot)
 
 
-def _legend_outside(figure, ax):
-    """Whether the axes' legend lies wholly outside its plotting area (drawn, in display pixels)."""
+def _legend_covers_no_panel(figure):
+    """Whether the figure's one legend lies outside every panel (drawn, in display pixels)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure).draw()
-    legend, area = ax.get_legend().get_window_extent(), ax.get_window_extent()
-    return not legend.overlaps(area)
+    (legend,) = figure.legends
+    extent = legend.get_window_extent()
+    return all(ax.get_legend() is None and not extent.overlaps(ax.get_window_extent())
+               for ax in figure.axes if ax.get_visible())
 
 
 def test_iou_by_layer_is_one_panel_per_model_with_legends_off_the_lines(summary):
@@ -282,14 +284,16 @@ def test_iou_by_layer_is_one_panel_per_model_with_legends_off_the_lines(summary)
             {f"line:{model} · cls [lora]"})  # lora is stored at one layer only
         assert {line.get_gid() for line in ax.get_lines() if (line.get_gid() or "").startswith("baseline:")} == {
             "baseline:gaussian", "baseline:random"}
-        assert _legend_outside(plot.figure, ax)
+    assert _legend_covers_no_panel(plot.figure)
+    labels = [text.get_text() for text in plot.figure.legends[0].get_texts()]
+    assert labels == ["cls", "baseline · gaussian", "baseline · random"]  # each once, for both panels
 
 
-def test_threshold_sensitivity_legends_cover_no_data(summary):
+def test_threshold_sensitivity_legend_covers_no_data(summary):
     plot = plot_threshold_sensitivity(summary, 25.0, "last")
-    for ax in plot.figure.axes:
-        if ax.get_visible() and ax.get_title():
-            assert _legend_outside(plot.figure, ax)
+    assert _legend_covers_no_panel(plot.figure)
+    labels = [text.get_text() for text in plot.figure.legends[0].get_texts()]
+    assert sorted(labels[:4]) == ["cls", "cls [lora]", "gradcam", "rollout"] and len(set(labels)) == len(labels)
 
 
 def test_leaderboard_legend_explains_the_hatching(summary):
