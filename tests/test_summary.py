@@ -47,7 +47,12 @@ def alignment_inputs(tmp_path):
         base | dict(model_a="m1", model_b="m2", mean_diff=0.1, cohens_dz=0.91234, p_ttest_holm=0.004,
                     reject_ttest=True, n_below_minimum=False),
         base | dict(model_a="m1", model_b="baseline", mean_diff=0.01, cohens_dz=0.1, p_ttest_holm=0.6,
-                    reject_ttest=False, n_below_minimum=False)])
+                    reject_ttest=False, n_below_minimum=False),
+        # significant, but at another threshold / through another scope: not a headline row
+        base | dict(model_a="m2", model_b="baseline", threshold=10.0, cohens_dz=2.0, p_ttest_holm=0.001,
+                    reject_ttest=True, n_below_minimum=False),
+        base | dict(model_a="m2", model_b="baseline", scope="rollout", cohens_dz=2.0, p_ttest_holm=0.001,
+                    reject_ttest=True, n_below_minimum=False)])
     models.to_parquet(stats / "model_comparisons.parquet")
     variants = _comparisons(VARIANT_COMPARISON_COLUMNS, [
         dict(model="m1", scope="primary", method="cls", layer_choice="last", layer=3, metric="iou", threshold=25.0,

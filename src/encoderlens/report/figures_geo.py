@@ -224,6 +224,10 @@ def plot_geoscore(predictions: pd.DataFrame) -> Plot:
     axes[0].set_ylabel("share of queries with score ≤ x")
     if with_km:
         grid[1][0].set_ylabel("share of queries within x km")
+        # one error axis for all methods, so their curves compare across panels
+        lows, highs = zip(*(ax.get_xlim() for ax in grid[1]))
+        for ax in grid[1]:
+            ax.set_xlim(min(lows), max(highs))
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside right center", frameon=False)
     caption = ("Distribution of the per-query GeoScore (5000·exp(−d/1492.7 km), the OSV-5M score) of kNN "

@@ -103,6 +103,20 @@ def _model_of(path, depth: int) -> str:
 
 
 # ---- the alignment study ----------------------------------------------------------------------------
+_SCOPE_NOTE = ("each model through its primary map (the first of the method preference it has), at the "
+               "reference threshold and the figures' layer rule, threshold-free metrics as they are")
+
+
+def _headline_comparisons(frame: pd.DataFrame, threshold: float, layer_rule: str) -> pd.DataFrame:
+    """The comparisons the figures show: primary scope, the figures' layer rule, the reference threshold
+    (and the metrics that have none)."""
+    if "scope" in frame.columns and (frame["scope"] == "primary").any():
+        frame = frame[frame["scope"] == "primary"]
+    if "layer_choice" in frame.columns and (frame["layer_choice"] == layer_rule).any():
+        frame = frame[frame["layer_choice"] == layer_rule]
+    return _at_threshold(frame, threshold) if len(frame) else frame
+
+
 def alignment_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
     dataset, threshold = settings["dataset"], float(settings["threshold"])
     layer_rule, alpha = settings.get("layer_rule", "last"), float(settings["alpha"])
@@ -122,7 +136,7 @@ def alignment_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
          "pointing_hit_mean"])}
 
     models_path = str(inputs["models"])
-    models = pd.read_parquet(models_path)
+    models = _headline_comparisons(pd.read_parquet(models_path), threshold, layer_rule)
     survived = models[models["reject_ttest"].astype(bool)].rename(columns={
         "model_a": "model", "method_a": "method", "layer_a": "layer", "model_b": "versus_model",
         "method_b": "versus_method", "layer_b": "versus_layer"})
@@ -130,23 +144,26 @@ def alignment_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
         "Model comparisons that survive Holm's correction",
         tidy(survived, dataset, source=models_path),
         f"Paired tests on the same images (paired t; Wilcoxon signed-rank beside it), Holm-corrected "
-        f"within each family, kept where the paired t test rejects at alpha = {alpha:g}: mean_diff = "
+        f"within each family, kept where the paired t test rejects at alpha = {alpha:g}; {_SCOPE_NOTE} "
+        f"({threshold:g}% mass, {layer_rule} layer; the other scopes and thresholds are in the parquet "
+        f"file): mean_diff = "
         f"mean_a − mean_b (model minus versus_model) with its bootstrap 95% CI, Cohen's d_z the effect "
         f"size. Variant is the variant both sides share. {LAYER_HEAD_NOTE}.",
         [models_path], f"results/figures/{dataset}/leaderboard.png",
-        ["model", "variant", "method", "layer", "versus_model", "versus_method", "metric", "threshold_pct",
+        ["kind", "model", "variant", "method", "layer", "versus_model", "versus_method", "metric", "threshold_pct",
          "n_pairs", "mean_diff", "diff_ci_low", "diff_ci_high", "cohens_dz", "p_ttest_holm"],
         "cohens_dz")
 
     variants_path = str(inputs["variants"])
-    variants = pd.read_parquet(variants_path)
+    variants = _headline_comparisons(pd.read_parquet(variants_path), threshold, layer_rule)
     survived = variants[variants["reject_ttest"].astype(bool)]
     tables["variant_comparisons"] = Table(
         "Fine-tuned variants against frozen that survive Holm's correction",
         tidy(survived, dataset, source=variants_path),
         f"Each fine-tuned variant against the frozen model on the same map and images: mean_diff = tuned − "
         f"frozen (ΔIoU for metric iou) with its bootstrap 95% CI and Cohen's d_z; Holm-corrected within "
-        f"each family, kept where the paired t test rejects at alpha = {alpha:g}. {LAYER_HEAD_NOTE}.",
+        f"each family, kept where the paired t test rejects at alpha = {alpha:g}; {_SCOPE_NOTE} "
+        f"({threshold:g}% mass, {layer_rule} layer). {LAYER_HEAD_NOTE}.",
         [variants_path], f"results/figures/{dataset}/delta_iou.png",
         ["model", "variant", "method", "layer", "metric", "threshold_pct", "n_pairs", "mean_diff",
          "diff_ci_low", "diff_ci_high", "cohens_dz", "p_ttest_holm"], "cohens_dz")
