@@ -512,7 +512,7 @@ def all_targets():
     manifests = [f"results/{dataset}/manifest.parquet" for dataset in DATASETS]
     return ([GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()
             + geo_targets() + dashboard_targets() + finetune_targets() + caption_targets()
-            + figure_targets() + stats_targets())
+            + figure_targets() + stats_targets() + summary_targets())
 
 
 # ---- dashboard ---------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ rule geo_figures:
 rule caption_figures:
     input:
         distributions="results/{dataset}/captions/distributions.parquet",
+        predictions="results/{dataset}/captions/predictions.parquet",
     output:
         **figure_outputs("continents", "caption_continents", "caption_continents"),
     params:
@@ -119,6 +120,168 @@ rule caption_figures:
         "../envs/analysis.yaml"
     script:
         "../workflow_scripts/figure_captions.py"
+
+
+# ---- headline tables of every study and the run's summary ------------------------------------------
+# Each study's headline tables, read from its outputs (rows selected, columns renamed, numbers never
+# recomputed): a tidy CSV copy and an HTML page per table, both in the report next to the figures,
+# and an index the summary reads. One job per study and dataset; one summary job for the run.
+
+
+rule alignment_tables:
+    input:
+        summary="results/stats/{dataset}/alignment_summary.parquet",
+        models="results/stats/{dataset}/model_comparisons.parquet",
+        variants="results/stats/{dataset}/variant_comparisons.parquet",
+        specialisation="results/stats/{dataset}/head_specialisation.parquet",
+    output:
+        **table_outputs("alignment"),
+    params:
+        study="alignment",
+        settings=alignment_table_params,
+    log:
+        "logs/tables/{dataset}/alignment.log",
+    wildcard_constraints:
+        dataset=_alternatives(ANNOTATED_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"
+
+
+rule finetune_tables:
+    input:
+        unpack(finetune_table_inputs),
+    output:
+        **table_outputs("finetune"),
+    params:
+        study="finetune",
+        settings=alignment_table_params,
+    log:
+        "logs/tables/{dataset}/finetune.log",
+    wildcard_constraints:
+        dataset=_alternatives(ANNOTATED_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"
+
+
+rule style_probe_tables:
+    input:
+        unpack(style_probe_table_inputs),
+    output:
+        **table_outputs("style_probe"),
+    params:
+        study="style_probe",
+        settings=alignment_table_params,
+    log:
+        "logs/tables/{dataset}/style_probe.log",
+    wildcard_constraints:
+        dataset=_alternatives(ANNOTATED_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"
+
+
+rule geo_tables:
+    input:
+        unpack(geo_table_inputs),
+    output:
+        **table_outputs("geo"),
+    params:
+        study="geo",
+        settings=alignment_table_params,
+    log:
+        "logs/tables/{dataset}/geo.log",
+    wildcard_constraints:
+        dataset=_alternatives(GEO_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"
+
+
+rule calibration_tables:
+    input:
+        unpack(calibration_table_inputs),
+    output:
+        **table_outputs("calibration"),
+    params:
+        study="calibration",
+        settings=calibration_table_params,
+    log:
+        "logs/tables/{dataset}/calibration.log",
+    wildcard_constraints:
+        dataset=_alternatives(GEO_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"
+
+
+rule caption_tables:
+    input:
+        evaluation="results/{dataset}/captions/evaluation.parquet",
+        distributions="results/{dataset}/captions/distributions.parquet",
+        diversity="results/{dataset}/captions/diversity.parquet",
+    output:
+        **table_outputs("captions"),
+    params:
+        study="captions",
+        settings=alignment_table_params,
+    log:
+        "logs/tables/{dataset}/captions.log",
+    wildcard_constraints:
+        dataset=_alternatives(CAPTION_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"
+
+
+rule summary:
+    input:
+        summary_inputs,
+    output:
+        markdown="results/summary.md",
+        html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
+    log:
+        "logs/summary.log",
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=0),
+        runtime=runtime_minutes(10),
+    # seconds of reading small CSV files at the very end: no queue wait for it, as for the dashboard
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary.py"
 
 
 rule geo_depth_figures:

@@ -155,7 +155,7 @@ def geo_depth_figure_params(wildcards):
 
 
 def caption_figure_params(wildcards):
-    return {"dpi": FIGURES["dpi"]}
+    return {"dpi": FIGURES["dpi"], "continent_scheme": CAPTIONS["continent_scheme"]}
 
 
 # ---- targets -----------------------------------------------------------------------------------
@@ -181,3 +181,108 @@ def figure_targets():
         if _producible(f"results/{dataset}/captions/distributions.parquet"):
             targets += _figure_pngs(dataset, ["caption_continents"])
     return targets
+
+
+# ---- headline tables and the summary ---------------------------------------------------------------
+# The tables each study publishes (the library's encoderlens.report.summary.STUDIES makes them from the
+# study's outputs, and checks these names): results/tables/{dataset}/{name}.csv (tidy copy), .html (in
+# the report) and one index per study, results/tables/{dataset}/{study}.json, that the summary reads.
+STUDY_TABLES = {
+    "alignment": ("leaderboard", "model_comparisons", "variant_comparisons", "head_specialisation"),
+    "finetune": ("finetune",),
+    "style_probe": ("style_probe",),
+    "geo": ("probes", "knn"),
+    "calibration": ("calibration",),
+    "captions": ("caption_accuracy", "caption_unknown", "caption_diversity"),
+}
+TABLE_SUBCATEGORY = {  # a table sits next to the figure that draws it in the report
+    "leaderboard": "Leaderboard", "model_comparisons": "Statistics", "variant_comparisons": "Statistics",
+    "head_specialisation": "Heads x building parts", "finetune": "Fine-tuning: change in IoU",
+    "style_probe": "Style probe", "probes": "Probe accuracy", "knn": "GeoScore distribution",
+    "calibration": "Distance calibration", "caption_accuracy": "Caption accuracy",
+    "caption_unknown": "Caption continents", "caption_diversity": "Caption diversity",
+}
+
+
+def table_outputs(study):
+    """Named outputs {name}_csv, {name}_html of the study's tables (HTML and CSV in the report) and index."""
+    outputs = {"index": f"results/tables/{{dataset}}/{study}.json"}
+    for name in STUDY_TABLES[study]:
+        stem = f"results/tables/{{dataset}}/{name}"
+        placement = dict(category="{dataset}", subcategory=TABLE_SUBCATEGORY[name])
+        labels = {"table": name.replace("_", " ")}
+        outputs[f"{name}_html"] = report(f"{stem}.html", caption="../report/headline_table.rst", **placement,
+                                         labels=labels | {"file": "table"})
+        outputs[f"{name}_csv"] = report(f"{stem}.csv", caption="../report/headline_table.rst", **placement,
+                                        labels=labels | {"file": "table (csv)"})
+    return outputs
+
+
+def _table_settings(dataset):
+    return {"dataset": dataset, "threshold": figure_threshold(), "layer_rule": FIGURES["layer"],
+            "alpha": STATS["alpha"]}
+
+
+def alignment_table_params(wildcards):
+    return _table_settings(wildcards.dataset)
+
+
+def finetune_table_inputs(wildcards):
+    dataset = wildcards.dataset
+    inputs = {"metrics": [f"results/{dataset}/{m}/finetune/{v}/metrics.json"
+                          for m in _tuned_models(dataset) for v in _tuned_variants(dataset, m)]}
+    variants = f"results/stats/{dataset}/variant_comparisons.parquet"
+    if _producible(variants):
+        inputs["variants"] = variants
+    return inputs
+
+
+def style_probe_table_inputs(wildcards):
+    return {"probes": [f"results/{wildcards.dataset}/{m}/style_probe.parquet"
+                       for m in DATASETS[wildcards.dataset]["models"]]}
+
+
+def geo_table_inputs(wildcards):
+    dataset = wildcards.dataset
+    return {"probes": [f"results/{dataset}/{m}/probes.parquet" for m in DATASETS[dataset]["models"]],
+            "knn": [f"results/{dataset}/{m}/{v}/knn.parquet" for m, v in _geo_entries(dataset)]}
+
+
+def _calibrated_models(dataset):
+    return [m for m in DATASETS[dataset]["models"] if CALIBRATED in variants_of(dataset, m)]
+
+
+def calibration_table_inputs(wildcards):
+    return {"calibration": [f"results/{wildcards.dataset}/{m}/calibration.parquet"
+                            for m in _calibrated_models(wildcards.dataset)]}
+
+
+def calibration_table_params(wildcards):
+    return _table_settings(wildcards.dataset) | {"variant": CALIBRATED}
+
+
+def _study_datasets():
+    """study -> the datasets it ran on (those whose study outputs this workflow makes)."""
+    annotated = [d for d in ANNOTATED_DATASETS
+                 if _producible(f"results/stats/{d}/alignment_summary.parquet")]
+    return {
+        "alignment": [d for d in annotated
+                      if _producible(f"results/stats/{d}/head_specialisation.parquet")],
+        "finetune": [d for d in ANNOTATED_DATASETS if _tuned_models(d)],
+        "style_probe": [d for d in ANNOTATED_DATASETS if FINETUNE["style_probe"]["enabled"]],
+        "geo": list(GEO_DATASETS),
+        "calibration": [d for d in GEO_DATASETS if _calibrated_models(d)],
+        "captions": [d for d in CAPTION_DATASETS
+                     if _producible(f"results/{d}/captions/evaluation.parquet")],
+    }
+
+
+def summary_inputs(wildcards):
+    """Every study's table index, dataset by dataset in the config's order."""
+    studies = _study_datasets()
+    return [f"results/tables/{dataset}/{study}.json"
+            for dataset in DATASETS for study, datasets in studies.items() if dataset in datasets]
+
+
+def summary_targets():
+    return ["results/summary.md", "results/summary.html"]

@@ -259,3 +259,50 @@ def test_save_plot_writes_every_file(tmp_path, summary):
     assert paths[3].read_text().strip() == plot.caption.strip()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
     assert isinstance(plot, Plot)
+
+
+def _legend_covers_no_panel(figure):
+    """Whether the figure's one legend lies outside every panel (drawn, in display pixels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure).draw()
+    (legend,) = figure.legends
+    extent = legend.get_window_extent()
+    return all(ax.get_legend() is None and not extent.overlaps(ax.get_window_extent())
+               for ax in figure.axes if ax.get_visible())
+
+
+def test_iou_by_layer_is_one_panel_per_model_with_legends_off_the_lines(summary):
+    second = summary[(summary["model"] == "vit") & (summary["method"] == "cls")].copy()
+    second["model"], second["mean"] = "vit2", second["mean"] + 0.01  # bands that would overlap in one panel
+    plot = plot_iou_by_layer(pd.concat([summary, second], ignore_index=True), 25.0)
+    panels = {ax.get_title(): ax for ax in plot.figure.axes if ax.get_visible() and ax.get_title()}
+    assert set(panels) == {"vit", "vit2"}
+    for model, ax in panels.items():
+        own = {line.get_gid() for line in ax.get_lines() if (line.get_gid() or "").startswith("line:")}
+        assert own == {f"line:{model} · cls", f"line:{model} · cls [lora]"} - (
+            {f"line:{model} · cls [lora]"})  # lora is stored at one layer only
+        assert {line.get_gid() for line in ax.get_lines() if (line.get_gid() or "").startswith("baseline:")} == {
+            "baseline:gaussian", "baseline:random"}
+    assert _legend_covers_no_panel(plot.figure)
+    labels = [text.get_text() for text in plot.figure.legends[0].get_texts()]
+    assert labels == ["cls", "baseline · gaussian", "baseline · random"]  # each once, for both panels
+
+
+def test_threshold_sensitivity_legend_covers_no_data(summary):
+    plot = plot_threshold_sensitivity(summary, 25.0, "last")
+    assert _legend_covers_no_panel(plot.figure)
+    labels = [text.get_text() for text in plot.figure.legends[0].get_texts()]
+    assert sorted(labels[:4]) == ["cls", "cls [lora]", "gradcam", "rollout"] and len(set(labels)) == len(labels)
+
+
+def test_leaderboard_legend_explains_the_hatching(summary):
+    plot = plot_leaderboard(summary, 25.0, "last")
+    (legend,) = plot.figure.legends
+    hatches = {text.get_text(): handle.get_hatch() for text, handle in zip(legend.get_texts(), legend.legend_handles)}
+    bars, _ = _bars_and_cis(plot.figure.axes[0])
+    # each method's legend patch has the hatch of its bars; the baselines' pattern is named once
+    assert hatches["rollout"] == bars["vit · rollout"].get_hatch()
+    assert hatches["gradcam"] == bars["cnn · gradcam"].get_hatch() and hatches["gradcam"] != hatches["rollout"]
+    assert hatches["baseline (random, Gaussian, Sobel)"] == bars["baseline · random"].get_hatch()
+    assert "random" not in hatches and "gaussian" not in hatches

@@ -8,7 +8,8 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from encoderlens.geo.study import geometry_study
-from encoderlens.report.figures_captions import continent_matrix, plot_caption_continents
+from encoderlens.report.figures_captions import (continent_matrix, every_caption_distribution,
+                                                 plot_caption_continents)
 from encoderlens.report.figures_finetune import delta_table, plot_delta_iou
 from encoderlens.report.figures_geo import (ecdf, geometry_pairs, plot_cosine_distance, plot_gallery,
                                             plot_geoscore, plot_probe_accuracy, probe_table,
@@ -83,8 +84,10 @@ def test_cosine_distance_hexbin_holds_every_pair_and_the_line_is_the_table(geome
     assert len(steps) == len(filled)
     for _, row in filled.iterrows():
         line = steps[f"binmean:clip · cls:{row['lo_km']:g}-{row['hi_km']:g}"]
-        assert list(line.get_xdata()) == [row["lo_km"], row["hi_km"]]
+        # a log distance axis: the first bin starts at 0 km, drawn from the axis' 1 km floor
+        assert list(line.get_xdata()) == [max(row["lo_km"], 1.0), row["hi_km"]]
         assert list(line.get_ydata()) == pytest.approx([row["cosine_mean"]] * 2)
+    assert ax.get_xscale() == "log" and ax.get_xlim()[0] == 1.0
 
 
 def test_geoscore_curves_are_the_empirical_cdf():
@@ -100,6 +103,18 @@ def test_geoscore_curves_are_the_empirical_cdf():
     np.testing.assert_allclose(curve.get_ydata()[1:-1], np.arange(1, 41) / 40)
     row = plot.data.set_index("method").loc["top1"]
     assert row["median"] == pytest.approx(np.median(top1)) and row["n"] == 40
+    # with the error in km: a second row, its CDF on a log axis
+    predictions["distance_km"] = np.r_[np.geomspace(0.5, 15000, 40), np.geomspace(2, 9000, 40)]
+    plot = plot_geoscore(predictions)
+    lower = [ax for ax in plot.figure.axes if ax.get_xscale() == "log"]
+    assert len(lower) == 2
+    lines = {line.get_gid(): line for ax in lower for line in ax.get_lines() if line.get_gid()}
+    km = lines["ecdf_km:top1:clip [frozen] · cls"]
+    expected = np.maximum(np.sort(predictions.loc[predictions["method"] == "top1", "distance_km"]), 1.0)
+    np.testing.assert_allclose(km.get_xdata()[1:], expected)
+    np.testing.assert_allclose(km.get_ydata()[1:], np.arange(1, 41) / 40)
+    assert plot.data.set_index("method").loc["top1", "median_km"] == pytest.approx(
+        np.median(predictions.loc[predictions["method"] == "top1", "distance_km"]))
     x, y = ecdf([3.0, np.nan, 1.0])
     assert list(x) == [1.0, 3.0] and list(y) == [0.5, 1.0]
 
@@ -158,3 +173,47 @@ def test_delta_iou_summary_matches_scipy_and_keeps_the_last_layer():
     means = {line.get_gid(): line for line in plot.figure.axes[0].get_lines()
              if line.get_gid() and line.get_marker() == "D"}
     assert means["mean:vit:lora"].get_ydata()[0] == pytest.approx(table.set_index("variant").loc["lora", "mean"])
+
+
+def test_delta_iou_names_a_strategy_without_spread_in_the_plot_not_as_an_empty_legend_entry():
+    rng = np.random.default_rng(5)
+    rows = []
+    for variant, values in (("linear", np.zeros(20)), ("lora", rng.normal(0.02, 0.05, 20))):
+        rows += [dict(image_id=f"i{k}", model="vit", variant=variant, method="cls", layer=3, head=-1,
+                      threshold=25.0, iou_frozen=0.3, iou_tuned=0.3 + v, delta_iou=v, retention=1 + v / 0.3)
+                 for k, v in enumerate(values)]
+    plot = plot_delta_iou(pd.DataFrame(rows), 25.0)
+    (legend,) = plot.figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["lora"]
+    ax = plot.figure.axes[0]
+    notes = {text.get_gid(): text.get_text() for text in ax.texts}
+    assert notes["note:vit:linear"] == "linear: ΔIoU = 0\non all 20 images"
+    assert {line.get_gid() for line in ax.get_lines()} >= {"flat:vit:linear", "mean:vit:lora"}
+
+
+def test_caption_continents_top_row_counts_every_caption_unknown_included():
+    # c1 names two entities (one caption, counted once); c4 names none; c5's country is Unknown
+    predictions = pd.DataFrame({
+        "image_id": ["c1", "c1", "c2", "c3", "c4", "c5"],
+        "entity": ["ngo", "brand", "ngo", "brand", "", "ngo"],
+        "country_pred": ["FR", "FR", "JP", "DE", "BR", "Unknown"]})
+    every = every_caption_distribution(predictions)
+    continents = every[every["level"] == "continent"].set_index("place")["count"]
+    assert continents.sum() == 5 and continents["Unknown"] == 1 and continents["Europe"] == 2
+    study = pd.DataFrame([dict(entity="all", level="continent", place="Europe", count=2, share=0.5),
+                          dict(entity="ngo", level="continent", place="Europe", count=1, share=1.0)])
+    plot = plot_caption_continents(study, every)
+    ax = plot.figure.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "all captions (n=5)" and labels[1] == "ngo (n=1)"
+    (image,) = ax.get_images()
+    row = dict(zip(plot.data.columns[1:], np.asarray(image.get_array())[0]))
+    assert row["Unknown"] == pytest.approx(20.0) and sum(row.values()) == pytest.approx(100.0)
+    # the colour bar's label is whole inside the figure and names its unit
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(plot.figure).draw()
+    bar = plot.figure.axes[1]
+    label = bar.yaxis.label
+    assert "%" in label.get_text()
+    extent, frame = label.get_window_extent(), plot.figure.bbox
+    assert frame.x0 <= extent.x0 and extent.x1 <= frame.x1 and frame.y0 <= extent.y0 and extent.y1 <= frame.y1

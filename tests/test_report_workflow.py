@@ -83,7 +83,7 @@ def test_leaderboard_follows_the_statistics_summary(demo_run):
         assert len(match) == 1 and match["mean"].iloc[0] == pytest.approx(row["iou_mean"])
 
 
-def test_report_archive_and_html_hold_every_figure(demo_run, tmp_path):
+def test_report_archive_and_html_hold_every_figure_and_table(demo_run, tmp_path):
     clone = clone_run(demo_run, tmp_path / "run")
     result = snakemake(clone, "--report", "report.zip")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -94,9 +94,105 @@ def test_report_archive_and_html_hold_every_figure(demo_run, tmp_path):
     wanted = Counter(path.name for path in figures) + Counter(path.with_suffix(".csv").name for path in figures)
     missing = {name: count for name, count in wanted.items() if names[name] < count}
     assert not missing, f"figures missing from report.zip: {missing}"
+    check_headline_tables_in(clone / "report.zip")
 
     result = snakemake(clone, "--report", "report.html")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     html = (clone / "report.html").read_text(encoding="utf-8")
     for title in ("Probe accuracy", "Attention overlays", "demo_streets", "demo_churches"):
         assert title in html
+
+
+# the headline tables each study of the demo publishes (rules/report_common.smk: STUDY_TABLES)
+DEMO_TABLES = {
+    "demo_churches": ("leaderboard", "model_comparisons", "variant_comparisons", "head_specialisation",
+                      "finetune", "style_probe"),
+    "demo_streets": ("probes", "knn", "calibration"),
+    "demo_captions": ("caption_accuracy", "caption_unknown", "caption_diversity"),
+}
+
+
+def _markdown_table_after(markdown, title):
+    """The rows (lists of cells) of the first Markdown table after the paragraph that starts with `title`."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"**{title}.**"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows[0], rows[2:]
+
+
+def test_summary_numbers_are_the_study_outputs(demo_run):
+    from encoderlens.report.summary import format_value
+
+    markdown = (demo_run / "results/summary.md").read_text(encoding="utf-8")
+    for dataset, names in DEMO_TABLES.items():
+        assert f"## {dataset}" in markdown
+        for name in names:
+            csv = demo_run / f"results/tables/{dataset}/{name}.csv"
+            table = pd.read_csv(csv, keep_default_na=False)
+            assert list(table.columns[:3]) == ["dataset", "model", "variant"], csv
+            assert set(table["dataset"]) <= {dataset}
+            assert "threshold" not in table.columns and not any("sub-region" in c for c in table.columns)
+            assert f"results/tables/{dataset}/{name}.csv" in markdown
+
+    # the leaderboard's rows in the summary carry the statistics summary's numbers
+    summary = pd.read_parquet(demo_run / "results/stats/demo_churches/alignment_summary.parquet")
+    header, rows = _markdown_table_after(markdown, "Leaderboard")
+    assert rows
+    for cells in rows:
+        row = dict(zip(header, cells))
+        match = summary[(summary["model"] == row["model"]) & (summary["method"] == row["method"])
+                        & (summary["layer"] == int(row["layer"])) & (summary["head"] == -1)
+                        & (summary["threshold"] == THRESHOLD) & (summary["metric"] == "iou")
+                        & (summary["variant"].fillna("").astype(str) == row["variant"])]
+        assert len(match) == 1
+        assert row["iou_mean"] == format_value(match["mean"].iloc[0])
+        assert row["iou_ci_low"] == format_value(match["ci_low"].iloc[0])
+
+    # kNN: GeoScore and median km of every model, variant, embedding and method, as in knn.parquet
+    header, rows = _markdown_table_after(markdown, "kNN geolocation: GeoScore and distance")
+    for cells in rows:
+        row = dict(zip(header, cells))
+        knn = pd.read_parquet(demo_run / f"results/demo_streets/{row['model']}/{row['variant']}/knn.parquet")
+        match = knn[(knn["features"] == row["features"]) & (knn["method"] == row["method"])]
+        assert row["geoscore"] == format_value(match["geoscore"].iloc[0])
+        assert row["median_km"] == format_value(match["median_km"].iloc[0])
+
+    # caption accuracy with its Wilson interval; the Unknown share of all captions
+    evaluation = pd.read_parquet(demo_run / "results/demo_captions/captions/evaluation.parquet")
+    header, rows = _markdown_table_after(markdown, "Caption country accuracy")
+    overall = dict(zip(header, rows[0]))
+    first = evaluation.iloc[0]
+    assert (overall["scope"], overall["accuracy"], overall["ci_low"]) == (
+        "overall", format_value(first["accuracy"]), format_value(first["ci_low"]))
+    distributions = pd.read_parquet(demo_run / "results/demo_captions/captions/distributions.parquet")
+    everything = distributions[(distributions["entity"] == "all") & (distributions["level"] == "country")]
+    unknown = pd.read_csv(demo_run / "results/tables/demo_captions/caption_unknown.csv", keep_default_na=False)
+    own = unknown[unknown["entity"] == "all"].iloc[0]
+    assert own["n_captions"] == everything["count"].sum()
+    assert own["unknown_share"] == pytest.approx(everything.loc[everything["place"] == "Unknown", "share"].sum())
+
+    # fine-tuning: held-out accuracy as in metrics.json
+    tuned = pd.read_csv(demo_run / "results/tables/demo_churches/finetune.csv", keep_default_na=False)
+    for _, row in tuned.iterrows():
+        import json
+        metrics = json.loads((demo_run / f"results/demo_churches/{row['model']}/finetune/{row['variant']}"
+                                          "/metrics.json").read_text())
+        assert row["heldout_accuracy"] == pytest.approx(metrics["heldout_accuracy"], rel=1e-12)
+    assert (demo_run / "results/summary.html").stat().st_size > 0
+
+
+def check_headline_tables_in(archive_path):
+    """Every study's headline tables (HTML shown, CSV to download) and the summary are in the report."""
+    with zipfile.ZipFile(archive_path) as archive:
+        names = {name.rsplit("/", 1)[-1]: name for name in archive.namelist()}
+        for dataset, tables in DEMO_TABLES.items():
+            for name in tables:
+                assert f"{name}.html" in names and f"{name}.csv" in names, (dataset, name)
+        page = archive.read(names["model_comparisons.html"]).decode("utf-8")
+        assert "Holm" in page and ("<table>" in page or "no rows" in page)
+        summary = archive.read(names["summary.html"]).decode("utf-8")
+        assert "demo_churches" in summary and "demo_captions" in summary and "Leaderboard" in summary

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
 from .figures import (BASELINE_GREY, HATCHES, LINESTYLES, MARKERS, Plot, empty_panel, new_figure,
                       require_columns, series_colours, styled)
@@ -145,6 +146,14 @@ def plot_leaderboard(summary: pd.DataFrame, threshold: float, layer_rule: str = 
         ax.set_axisbelow(True)
     axes[0].set_yticks(y, board["label"].tolist())
     axes[0].set_ylim(-0.6, len(board) - 0.4)
+    # what the hatching means: one pattern per method (colour is the model, named on the axis)
+    handles = [Patch(facecolor="white", edgecolor="black", linewidth=0.6, hatch=hatch[method], label=method)
+               for method in methods if method not in set(board.loc[board["model"] == BASELINE, "method"])]
+    if (board["model"] == BASELINE).any():
+        handles.append(Patch(facecolor="white", edgecolor=BASELINE_GREY, linewidth=0.6, hatch="///",
+                             label="baseline (random, Gaussian, Sobel)"))
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False,
+                  title="hatch: method", title_fontsize=8)
     layer_text = ("the last stored layer" if layer_rule == "last"
                   else "the layer of highest mean IoU on these images (optimistic)")
     n_images = int(np.nanmax(board["iou_n"])) if board["iou_n"].notna().any() else 0
@@ -175,40 +184,92 @@ def _variant_style(variant: str, variants: list[str]) -> str:
     return LINESTYLES[variants.index(variant) % len(LINESTYLES)] if variant in variants else "-"
 
 
+def _panel_grid(count: int, width: float, height: float, extra_height: float = 0.4):
+    """A grid of `count` panels, up to three per row, sharing both axes; unused panels hidden."""
+    columns = min(3, max(1, count))
+    n_rows = max(1, int(np.ceil(count / columns)))
+    figure = new_figure(width * columns + 2.2, height * n_rows + extra_height)
+    axes = np.atleast_1d(figure.subplots(n_rows, columns, sharex=True, sharey=True, squeeze=False)).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return figure, axes, columns
+
+
+def _series_styles(rows: pd.DataFrame) -> dict:
+    """(variant, method) -> (label, colour, marker, line style), the same in every panel, so one legend
+    beside the panels serves them all: colour and marker by series, line style by variant."""
+    keys = list(dict.fromkeys(zip(rows["variant"], rows["method"])))
+    keys.sort(key=lambda key: (key[0] != "frozen", key[0]))
+    variants = sorted({v for v, _ in keys}, key=lambda v: (v != "frozen", v))
+    colours = series_colours(len(keys))
+    return {key: (key[1] + (f" [{key[0]}]" if key[0] not in ("", "frozen") else ""), colours[i],
+                  MARKERS[i % len(MARKERS)], _variant_style(key[0], variants)) for i, key in enumerate(keys)}
+
+
+def _figure_legend(figure, axes) -> None:
+    """One legend for all panels, outside them on the right (each label once)."""
+    unique = {}
+    for ax in axes:
+        if ax.get_visible():
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                unique.setdefault(label, handle)
+    labels = sorted(unique, key=lambda label: label.startswith("baseline"))  # series first, stable
+    if labels:
+        figure.legend([unique[label] for label in labels], labels, loc="outside right center", frameon=False)
+
+
+def _label_outer(axes, columns: int, count: int, xlabel: str, ylabel: str) -> None:
+    """Axis labels on the left column and the bottom panel of each column only (the axes are shared)."""
+    for index, ax in enumerate(axes[:max(1, count)]):
+        if index % columns == 0:
+            ax.set_ylabel(ylabel)
+        if index + columns >= count:
+            ax.set_xlabel(xlabel)
+            ax.xaxis.set_tick_params(labelbottom=True)
+
+
 @styled
 def plot_iou_by_layer(summary: pd.DataFrame, threshold: float) -> Plot:
-    """Mean IoU per layer (head mean) with 95% CI bands, one line per model and method."""
+    """Mean IoU per layer (head mean) with 95% CIs: one panel per model, one series per method and
+    variant, each CI a whisker dodged beside the others (bands of several series hid each other), the
+    baselines in every panel."""
     table = _clean(summary)
     rows = _layered_rows(table, threshold)
     baselines = _baseline_rows(table, threshold)
-    figure = new_figure(6.4, 3.8)
-    ax = figure.subplots()
+    models = list(dict.fromkeys(rows["model"]))
+    figure, axes, columns = _panel_grid(len(models), 2.5, 2.2)
     if rows.empty:
-        empty_panel(ax, "no method is stored at more than one layer")
-    groups = list(rows.groupby(KEYS, sort=False))
-    colours = series_colours(len(groups))
-    variants = sorted({key[1] for key, _ in groups}, key=lambda v: (v != "frozen", v))
-    for index, ((model, variant, method), group) in enumerate(groups):
-        label = entry_label(model, variant, method, -1)
-        ax.fill_between(group["layer"], group["ci_low"], group["ci_high"], color=colours[index],
-                        alpha=0.18, linewidth=0)
-        ax.plot(group["layer"], group["mean"], color=colours[index], marker=MARKERS[index % len(MARKERS)],
-                linestyle=_variant_style(variant, variants), markersize=4, linewidth=1.2, label=label,
-                gid=f"line:{label}")
-    for index, (_, row) in enumerate(baselines.iterrows()):
-        ax.axhline(row["mean"], color=BASELINE_GREY, linestyle=LINESTYLES[(index + 1) % len(LINESTYLES)],
-                   linewidth=1.0, label=f"baseline · {row['method']}", gid=f"baseline:{row['method']}")
+        axes[0].set_visible(True)
+        empty_panel(axes[0], "no method is stored at more than one layer")
+    styles = _series_styles(rows)
+    for ax, model in zip(axes, models):
+        groups = list(rows[rows["model"] == model].groupby(KEYS, sort=False))
+        groups.sort(key=lambda item: list(styles).index((item[0][1], item[0][2])))
+        for index, ((_, variant, method), group) in enumerate(groups):
+            label, colour, marker, linestyle = styles[(variant, method)]
+            dodge = (index - (len(groups) - 1) / 2) * 0.09
+            means = group["mean"].to_numpy(dtype=float)
+            low = np.clip(means - group["ci_low"].to_numpy(dtype=float), 0, None)
+            high = np.clip(group["ci_high"].to_numpy(dtype=float) - means, 0, None)
+            drawn = ax.errorbar(group["layer"].to_numpy(dtype=float) + dodge, means, yerr=[low, high],
+                                color=colour, marker=marker, linestyle=linestyle, markersize=3.5,
+                                linewidth=1.1, elinewidth=0.8, capsize=1.5, label=label)
+            drawn.lines[0].set_gid(f"line:{entry_label(model, variant, method, -1)}")
+        for index, (_, row) in enumerate(baselines.iterrows()):
+            ax.axhline(row["mean"], color=BASELINE_GREY, linestyle=LINESTYLES[(index + 1) % len(LINESTYLES)],
+                       linewidth=1.0, label=f"baseline · {row['method']}", gid=f"baseline:{row['method']}")
+        ax.set_title(model)
+        ax.grid(color="0.9", linewidth=0.6)
     if not rows.empty:
         layers = sorted(rows["layer"].unique())
-        ax.set_xticks(layers if len(layers) <= 16 else layers[::2])
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    ax.set_xlabel("layer (0 = first block)")
-    ax.set_ylabel(f"mean IoU at {threshold:g}% mass")
-    ax.grid(color="0.9", linewidth=0.6)
+        axes[0].set_xticks(layers if len(layers) <= 16 else layers[::2])
+    _label_outer(axes, columns, len(models), "layer (0 = first block)", f"mean IoU at {threshold:g}% mass")
+    _figure_legend(figure, axes)
     data = pd.concat([rows, baselines], ignore_index=True)[SUMMARY_COLUMNS]
     caption = (f"Mean IoU with the expert boxes per layer, heads averaged, at the {threshold:g}% mass "
-               f"threshold; bands: 95% percentile-bootstrap CI over images. Grey horizontal lines: "
-               f"baselines. Line style marks the variant (solid: frozen).")
+               f"threshold, one panel per model; whiskers: 95% percentile-bootstrap CI over images, the "
+               f"series set slightly apart at each layer so that none hides another. Grey horizontal "
+               f"lines: baselines (the same in every panel). Line style marks the variant (solid: frozen).")
     return Plot(figure, data, caption)
 
 
@@ -221,27 +282,20 @@ def plot_threshold_sensitivity(summary: pd.DataFrame, threshold: float, layer_ru
     picked = iou.merge(layers, on=KEYS + ["layer"]).sort_values(KEYS + ["threshold"])
     baselines = iou[iou["model"] == BASELINE].sort_values(["method", "threshold"])
     models = [m for m in dict.fromkeys(picked["model"]) if m != BASELINE]
-    columns = min(3, max(1, len(models)))
-    n_rows = max(1, int(np.ceil(len(models) / columns)))
-    figure = new_figure(2.6 * columns + 1.4, 2.3 * n_rows + 0.4)
-    axes = np.atleast_1d(figure.subplots(n_rows, columns, sharex=True, sharey=True, squeeze=False)).ravel()
-    for ax in axes[len(models):]:
-        ax.set_visible(False)
+    figure, axes, columns = _panel_grid(len(models), 2.5, 2.1)
     if not models:
         axes[0].set_visible(True)
         empty_panel(axes[0], "no scored maps")
+    styles = _series_styles(picked[picked["model"] != BASELINE])
     for ax, model in zip(axes, models):
         own = picked[picked["model"] == model]
-        entries = list(own.groupby(["variant", "method", "layer"], sort=False))
-        colours = series_colours(len(entries))
-        variants = sorted({key[0] for key, _ in entries}, key=lambda v: (v != "frozen", v))
-        for index, ((variant, method, layer), group) in enumerate(entries):
-            label = entry_label(model, variant, method, int(layer)).split(" · ", 1)[1]
-            ax.fill_between(group["threshold"], group["ci_low"], group["ci_high"], color=colours[index],
-                            alpha=0.18, linewidth=0)
-            ax.plot(group["threshold"], group["mean"], color=colours[index],
-                    marker=MARKERS[index % len(MARKERS)], linestyle=_variant_style(variant, variants),
-                    markersize=4, linewidth=1.2, label=label, gid=f"line:{model}:{label}")
+        for (variant, method, layer), group in own.groupby(["variant", "method", "layer"], sort=False):
+            label, colour, marker, linestyle = styles[(variant, method)]
+            ax.fill_between(group["threshold"], group["ci_low"], group["ci_high"], color=colour,
+                            alpha=0.15, linewidth=0)
+            gid = entry_label(model, variant, method, int(layer)).split(" · ", 1)[1]
+            ax.plot(group["threshold"], group["mean"], color=colour, marker=marker, linestyle=linestyle,
+                    markersize=3.5, linewidth=1.1, label=label, gid=f"line:{model}:{gid}")
         for index, (method, group) in enumerate(baselines.groupby("method", sort=True)):
             ax.plot(group["threshold"], group["mean"], color=BASELINE_GREY,
                     linestyle=LINESTYLES[(index + 1) % len(LINESTYLES)], linewidth=1.0,
@@ -249,14 +303,13 @@ def plot_threshold_sensitivity(summary: pd.DataFrame, threshold: float, layer_ru
         ax.axvline(threshold, color="0.75", linewidth=0.6, zorder=0)
         ax.set_title(model)
         ax.grid(color="0.92", linewidth=0.6)
-        ax.legend(frameon=False, fontsize=6.5)
-    for ax in axes[:len(models)]:
-        ax.set_xlabel("mass threshold (% of attention)")
-        ax.set_ylabel("mean IoU")
+    _label_outer(axes, columns, len(models), "mass threshold (% of attention)", "mean IoU")
+    # one legend beside the panels: inside a panel it covered the curves
+    _figure_legend(figure, axes)
     data = pd.concat([picked, baselines], ignore_index=True)[SUMMARY_COLUMNS]
     caption = (f"Mean IoU against the attention-mass threshold (the share of attention mass the "
                f"scored region holds), per model, heads averaged, per-layer methods at "
-               f"{'the last stored layer' if layer_rule == 'last' else 'their best layer'}; bands: 95% "
-               f"bootstrap CI over images; grey: baselines. The vertical line marks {threshold:g}%, "
-               f"the threshold of the leaderboard.")
+               f"{'the last stored layer' if layer_rule == 'last' else 'their best layer'} (the layer of "
+               f"each line is in the numbers, column layer); bands: 95% bootstrap CI over images; grey: "
+               f"baselines. The vertical line marks {threshold:g}%, the threshold of the leaderboard.")
     return Plot(figure, data, caption)

@@ -33,11 +33,27 @@ def continent_matrix(distributions: pd.DataFrame) -> tuple[np.ndarray, list[str]
     return matrix, entities, continents, totals.loc[entities]
 
 
+def every_caption_distribution(predictions: pd.DataFrame, continent_scheme: str = "Continent_7") -> pd.DataFrame:
+    """The distribution rows (entity "all") over every caption once: those naming no entity and those
+    whose country is Unknown included. (The caption study's own "all" pools the captions that name an
+    entity.) Counted by the study's own `distributions`, so the shares are the study's."""
+    from encoderlens.captions.profile import distributions
+
+    captions = predictions.drop_duplicates("image_id").assign(entity=ALL)
+    table = distributions(captions, continent_scheme)
+    return table[table["entity"] == ALL].reset_index(drop=True)
+
+
 @styled
-def plot_caption_continents(distributions: pd.DataFrame) -> Plot:
-    """Heatmap of each entity's share of captions per continent (percent, annotated)."""
+def plot_caption_continents(distributions: pd.DataFrame, every_caption: pd.DataFrame | None = None) -> Plot:
+    """Heatmap of each entity's share of captions per continent (percent, annotated); the top row, when
+    `every_caption` is given (`every_caption_distribution`), counts every caption."""
+    if every_caption is not None:
+        distributions = pd.concat([every_caption, distributions[distributions["entity"].astype(str) != ALL]],
+                                  ignore_index=True)
     matrix, entities, continents, totals = continent_matrix(distributions)
-    figure = new_figure(1.6 + 0.75 * max(1, len(continents)), 1.1 + 0.3 * max(1, len(entities)))
+    # tall enough for the colour bar's label whatever the number of entities
+    figure = new_figure(2.0 + 0.75 * max(1, len(continents)), max(2.6, 1.1 + 0.3 * max(1, len(entities))))
     ax = figure.subplots()
     if matrix.size == 0:
         empty_panel(ax, "no caption could be placed")
@@ -48,13 +64,16 @@ def plot_caption_continents(distributions: pd.DataFrame) -> Plot:
         ax.text(column, row, f"{value:.0f}", ha="center", va="center", fontsize=7,
                 color=text_colour_on(value, 0, 100))
     ax.set_xticks(range(len(continents)), continents, rotation=30, ha="right", rotation_mode="anchor")
-    ax.set_yticks(range(len(entities)), [f"{e} (n={int(totals[e])})" for e in entities])
+    names = {ALL: "all captions" if every_caption is not None else "all (naming an entity)"}
+    ax.set_yticks(range(len(entities)), [f"{names.get(e, e)} (n={int(totals[e])})" for e in entities])
     if ALL in entities:
         ax.axhline(0.5, color="white", linewidth=2)
     ax.set_xlabel("continent of the predicted country")
-    figure.colorbar(image, ax=ax, label="share of the entity's captions (%)")
+    figure.colorbar(image, ax=ax, label="captions (%)")
     data = pd.DataFrame(matrix, index=pd.Index(entities, name="entity"), columns=continents).reset_index()
-    caption = ("Where the captions' images come from: for each entity (and all captions, top row), the "
-               "percentage of its captions whose predicted country lies on each continent; n: captions "
-               "per entity; Unknown: no place could be predicted.")
+    top = ("every caption, including those naming no entity" if every_caption is not None
+           else "the captions naming an entity")
+    caption = (f"Where the captions' images come from: for each entity (top row: {top}), the percentage "
+               f"of its captions whose predicted country lies on each continent (each row sums to 100%); "
+               f"n: captions per row; Unknown: no place could be predicted, counted in n.")
     return Plot(figure, data, caption)

@@ -20,6 +20,7 @@ from .figures import HATCHES, Plot, empty_panel, new_figure, require_columns, se
 from .figures_overlays import DEFAULT_METHOD_PREFERENCE
 
 STRATEGY_ORDER = ("linear", "lora", "full")
+FLAT_TOLERANCE = 1e-9  # a spread of ΔIoU below this draws no box
 
 
 def delta_table(deltas: pd.DataFrame, threshold: float,
@@ -74,9 +75,21 @@ def plot_delta_iou(deltas: pd.DataFrame, threshold: float,
     strategies = list(dict.fromkeys(table["variant"]))
     colours = series_colours(len(strategies))
     width = 0.8 / len(strategies)
+    drawn = set()  # strategies with a visible box; a legend entry only for those
     for _, row in table.iterrows():
         k = strategies.index(row["variant"])
         x = models.index(row["model"]) - 0.4 + width * (k + 0.5)
+        values = row["_values"]
+        if len(values) and np.ptp(values) <= FLAT_TOLERANCE:
+            # every image the same change (a linear head leaves the backbone's attention as it was): the
+            # box would be a line on the dashed zero line; say it in words at its place instead
+            ax.plot([x - width * 0.4, x + width * 0.4], [values[0]] * 2, color="black", linewidth=2.2,
+                    solid_capstyle="butt", gid=f"flat:{row['model']}:{row['variant']}")
+            ax.annotate(f"{row['variant']}: ΔIoU = {values[0]:g}\non all {len(values)} images",
+                        (x, values[0]), xytext=(0, 8), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=6.5, rotation=90, gid=f"note:{row['model']}:{row['variant']}")
+            continue
+        drawn.add(row["variant"])
         box = ax.boxplot([row["_values"]], positions=[x], widths=width * 0.8, patch_artist=True,
                          showfliers=True, flierprops={"markersize": 2})
         for patch in box["boxes"]:
@@ -91,8 +104,9 @@ def plot_delta_iou(deltas: pd.DataFrame, threshold: float,
     ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_ylabel(f"ΔIoU at {threshold:g}% mass (tuned − frozen)")
     handles = [Patch(facecolor=colours[k], hatch=HATCHES[k % len(HATCHES)], edgecolor="black",
-                     label=strategy) for k, strategy in enumerate(strategies)]
-    ax.legend(handles=handles, frameon=False, title="strategy")
+                     label=strategy) for k, strategy in enumerate(strategies) if strategy in drawn]
+    if handles:
+        figure.legend(handles=handles, frameon=False, title="strategy", loc="outside right upper")
     ax.grid(axis="y", color="0.9", linewidth=0.6)
     data = table.drop(columns="_values")
     caption = (f"Change in IoU with the expert boxes after fine-tuning, per image (tuned − frozen, the "

@@ -20,6 +20,7 @@ from .figures import (BASELINE_GREY, COLORMAP, HATCHES, LINESTYLES, MARKERS, Plo
                       new_figure, require_columns, series_colours, styled)
 
 GEOSCORE_MAX = 5000.0
+DISTANCE_FLOOR_KM = 1.0  # the left end of the log distance axes
 LEVEL_ORDER = ("country", "region", "sub-region", "city")
 
 
@@ -127,21 +128,26 @@ def plot_cosine_distance(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame]
         if pairs.empty:
             empty_panel(ax, "no pairs")
             continue
-        hexes = ax.hexbin(pairs["distance_km"], pairs["cosine"], gridsize=gridsize, cmap=COLORMAP, mincnt=1,
-                          bins="log", linewidths=0.1)
+        # distances span orders of magnitude (neighbours to antipodes): a log axis, pairs nearer than
+        # DISTANCE_FLOOR_KM drawn at it (log 0 does not exist)
+        distance = np.maximum(pairs["distance_km"].to_numpy(dtype=float), DISTANCE_FLOOR_KM)
+        hexes = ax.hexbin(distance, pairs["cosine"], gridsize=gridsize, cmap=COLORMAP, mincnt=1,
+                          bins="log", linewidths=0.1, xscale="log")
         filled = bins[bins["count"] > 0]
-        for _, row in filled.iterrows():
-            ax.plot([row["lo_km"], row["hi_km"]], [row["cosine_mean"]] * 2, color="black", linewidth=1.8,
+        lo = np.maximum(filled["lo_km"].to_numpy(dtype=float), DISTANCE_FLOOR_KM)
+        hi = np.maximum(filled["hi_km"].to_numpy(dtype=float), DISTANCE_FLOOR_KM)
+        for (_, row), left, right in zip(filled.iterrows(), lo, hi):
+            ax.plot([left, right], [row["cosine_mean"]] * 2, color="black", linewidth=1.8,
                     solid_capstyle="butt", gid=f"binmean:{title}:{row['lo_km']:g}-{row['hi_km']:g}")
-            ax.plot([row["lo_km"], row["hi_km"]], [row["cosine_mean"]] * 2, color="white", linewidth=0.7,
+            ax.plot([left, right], [row["cosine_mean"]] * 2, color="white", linewidth=0.7,
                     solid_capstyle="butt")
-        middle = (filled["lo_km"] + filled["hi_km"]) / 2
+        middle = np.sqrt(lo * hi)  # the bin's centre on the log axis
         ax.errorbar(middle, filled["cosine_mean"], yerr=filled["cosine_std"], fmt="o", color="black",
                     markerfacecolor="white", markersize=3.5, elinewidth=0.8, capsize=2)
         ax.set_title(title)
-        ax.set_xlabel("great-circle distance (km)")
-        ax.set_xlim(0, max(float(pairs["distance_km"].max()), float(filled["hi_km"].max()) if len(filled) else 0)
-                    * 1.01 or 1)
+        ax.set_xlabel("great-circle distance (km, log scale)")
+        top = max(float(distance.max()), float(hi.max()) if len(hi) else 0.0)
+        ax.set_xlim(DISTANCE_FLOOR_KM, max(top * 1.1, DISTANCE_FLOOR_KM * 10))
         drawn.append(bins.assign(panel=title))
     axes[0].set_ylabel("cosine similarity")
     if hexes is not None:
@@ -149,7 +155,8 @@ def plot_cosine_distance(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame]
     data = pd.concat(drawn, ignore_index=True) if drawn else pd.DataFrame()
     n_pairs = max((len(pairs) for _, pairs, _ in panels), default=0)
     caption = (f"Cosine similarity of image embeddings against the great-circle distance between the "
-               f"images, for {n_pairs} sampled pairs per panel (hexbin, log counts). Black steps: mean "
+               f"images (log axis; pairs nearer than {DISTANCE_FLOOR_KM:g} km drawn at {DISTANCE_FLOOR_KM:g} "
+               f"km), for {n_pairs} sampled pairs per panel (hexbin, log counts). Black steps: mean "
                f"cosine per distance bin, spanning the bin; circles with whiskers: bin centre ± 1 s.d. "
                f"A falling line means nearer places look more alike to the encoder.")
     return Plot(figure, data, caption)
@@ -164,18 +171,24 @@ def ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @styled
 def plot_geoscore(predictions: pd.DataFrame) -> Plot:
-    """Empirical CDF of per-query GeoScore, one panel per kNN method, one line per model/variant/embedding."""
+    """Empirical CDFs per kNN method (columns), one line per model/variant/embedding: of the per-query
+    GeoScore (top row) and, where the predictions carry it, of the error in km on a log axis (bottom
+    row: errors span metres to antipodes, which GeoScore's exponential squeezes into its ends)."""
     require_columns(predictions, ["model", "variant", "features", "method", "geoscore"], "kNN predictions")
     methods = sorted(predictions["method"].astype(str).unique())
-    figure = new_figure(3.2 * max(1, len(methods)) + 1.6, 3.0)
-    axes = np.atleast_1d(figure.subplots(1, max(1, len(methods)), sharey=True, squeeze=False).ravel())
+    with_km = "distance_km" in predictions.columns and len(predictions) > 0
+    n_rows = 2 if with_km else 1
+    figure = new_figure(3.2 * max(1, len(methods)) + 1.6, 2.7 * n_rows + 0.3)
+    grid = figure.subplots(n_rows, max(1, len(methods)), sharey=True, squeeze=False)
+    axes = grid[0]
     if predictions.empty:
         empty_panel(axes[0], "no kNN predictions")
         return Plot(figure, pd.DataFrame(), "GeoScore: no kNN predictions.")
     keys = list(dict.fromkeys(zip(predictions["model"], predictions["variant"], predictions["features"])))
     colours = series_colours(len(keys))
     rows = []
-    for ax, method in zip(axes, methods):
+    for column, method in enumerate(methods):
+        ax = axes[column]
         own = predictions[predictions["method"] == method]
         for index, key in enumerate(keys):
             scores = own[(own["model"] == key[0]) & (own["variant"] == key[1]) & (own["features"] == key[2])]
@@ -183,25 +196,46 @@ def plot_geoscore(predictions: pd.DataFrame) -> Plot:
             if not len(x):
                 continue
             label = f"{key[0]} [{key[1]}] · {key[2]}"
-            ax.step(np.r_[0, x, GEOSCORE_MAX], np.r_[0, y, 1], where="post", color=colours[index],
-                    linestyle=LINESTYLES[index % len(LINESTYLES)], linewidth=1.2, label=label,
-                    gid=f"ecdf:{method}:{label}")
+            style = dict(color=colours[index], linestyle=LINESTYLES[index % len(LINESTYLES)], linewidth=1.2)
+            ax.step(np.r_[0, x, GEOSCORE_MAX], np.r_[0, y, 1], where="post", label=label,
+                    gid=f"ecdf:{method}:{label}", **style)
             median = float(np.median(x))
             ax.plot(median, 0.5, marker=MARKERS[index % len(MARKERS)], color=colours[index],
                     markeredgecolor="black", markersize=5)
-            rows.append({"method": method, "model": key[0], "variant": key[1], "features": key[2],
-                         "n": len(x), "mean": float(x.mean()), "median": median,
-                         "q25": float(np.quantile(x, 0.25)), "q75": float(np.quantile(x, 0.75))})
+            row = {"method": method, "model": key[0], "variant": key[1], "features": key[2],
+                   "n": len(x), "mean": float(x.mean()), "median": median,
+                   "q25": float(np.quantile(x, 0.25)), "q75": float(np.quantile(x, 0.75))}
+            if with_km:
+                km, share = ecdf(np.maximum(scores["distance_km"].to_numpy(dtype=float), DISTANCE_FLOOR_KM))
+                if len(km):
+                    grid[1][column].step(np.r_[km[0], km], np.r_[0, share], where="post",
+                                         gid=f"ecdf_km:{method}:{label}", **style)
+                    row["median_km"] = float(np.median(scores["distance_km"].dropna()))
+            rows.append(row)
         ax.set_title(method)
         ax.set_xlim(0, GEOSCORE_MAX)
         ax.set_xlabel("GeoScore (points, 0–5000)")
         ax.grid(color="0.9", linewidth=0.6)
+        if with_km:
+            below = grid[1][column]
+            below.set_xscale("log")
+            below.set_xlabel("error (km, log scale)")
+            below.grid(color="0.9", linewidth=0.6, which="major")
     axes[0].set_ylabel("share of queries with score ≤ x")
+    if with_km:
+        grid[1][0].set_ylabel("share of queries within x km")
+        # one error axis for all methods, so their curves compare across panels
+        lows, highs = zip(*(ax.get_xlim() for ax in grid[1]))
+        for ax in grid[1]:
+            ax.set_xlim(min(lows), max(highs))
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside right center", frameon=False)
     caption = ("Distribution of the per-query GeoScore (5000·exp(−d/1492.7 km), the OSV-5M score) of kNN "
                "geolocation: empirical CDF per model, variant and embedding; markers at the median. A "
-               "curve further right is better.")
+               "curve further right is better."
+               + (f" Bottom: the same queries' error in km on a log axis (errors under "
+                  f"{DISTANCE_FLOOR_KM:g} km drawn at {DISTANCE_FLOOR_KM:g} km); a curve further left is "
+                  f"better." if with_km else ""))
     return Plot(figure, pd.DataFrame(rows), caption)
 
 

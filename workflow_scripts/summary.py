@@ -1,0 +1,7 @@
+from encoderlens.logs import log_to
+
+log_to(snakemake.log[0])
+
+from encoderlens.report.summary import write_summary
+
+write_summary(snakemake.input, snakemake.output.markdown, snakemake.output.html)
