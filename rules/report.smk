@@ -219,6 +219,50 @@ rule geo_tables:
         "../workflow_scripts/summary_tables.py"
 
 
+rule geo_depth_tables:
+    input:
+        unpack(geo_depth_table_inputs),
+    output:
+        **table_outputs("geo_depth"),
+    params:
+        study="geo_depth",
+        settings=alignment_table_params,
+    log:
+        "logs/tables/{dataset}/geo_depth.log",
+    wildcard_constraints:
+        dataset=_alternatives(GEO_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"
+
+
+rule planted_tables:
+    input:
+        unpack(planted_table_inputs),
+    output:
+        **table_outputs("planted"),
+    params:
+        study="planted",
+        settings=alignment_table_params,
+    log:
+        "logs/tables/{dataset}/planted.log",
+    wildcard_constraints:
+        dataset=_alternatives(PLANTED_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(5, per_image_s=0.001),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"
+
+
 rule calibration_tables:
     input:
         unpack(calibration_table_inputs),

@@ -192,6 +192,8 @@ STUDY_TABLES = {
     "finetune": ("finetune",),
     "style_probe": ("style_probe",),
     "geo": ("probes", "knn"),
+    "geo_depth": ("geo_model_pairs", "regional_continents"),
+    "planted": ("planted",),
     "calibration": ("calibration",),
     "captions": ("caption_accuracy", "caption_unknown", "caption_diversity"),
 }
@@ -200,6 +202,8 @@ TABLE_SUBCATEGORY = {  # a table sits next to the figure that draws it in the re
     "head_specialisation": "Heads x building parts", "finetune": "Fine-tuning: change in IoU",
     "style_probe": "Style probe", "probes": "Probe accuracy", "knn": "GeoScore distribution",
     "calibration": "Distance calibration", "caption_accuracy": "Caption accuracy",
+    "geo_model_pairs": "Representation similarity (CKA)", "regional_continents": "Regional bias: continents",
+    "planted": "Regional bias: world",
     "caption_unknown": "Caption continents", "caption_diversity": "Caption diversity",
 }
 
@@ -248,6 +252,15 @@ def geo_table_inputs(wildcards):
             "knn": [f"results/{dataset}/{m}/{v}/knn.parquet" for m, v in _geo_entries(dataset)]}
 
 
+def geo_depth_table_inputs(wildcards):
+    folder = f"results/{wildcards.dataset}/geo"
+    return {"model_comparisons": f"{folder}/model_comparisons.parquet", "regional": f"{folder}/regional.parquet"}
+
+
+def planted_table_inputs(wildcards):
+    return {"planted": f"results/{wildcards.dataset}/geo/planted.parquet"}
+
+
 def _calibrated_models(dataset):
     return [m for m in DATASETS[dataset]["models"] if CALIBRATED in variants_of(dataset, m)]
 
@@ -271,6 +284,8 @@ def _study_datasets():
         "finetune": [d for d in ANNOTATED_DATASETS if _tuned_models(d)],
         "style_probe": [d for d in ANNOTATED_DATASETS if FINETUNE["style_probe"]["enabled"]],
         "geo": list(GEO_DATASETS),
+        "geo_depth": [d for d in GEO_DATASETS if GEO["depth"]["enabled"] and DATASETS[d]["models"]],
+        "planted": [d for d in PLANTED_DATASETS if DATASETS[d]["models"]],
         "calibration": [d for d in GEO_DATASETS if _calibrated_models(d)],
         "captions": [d for d in CAPTION_DATASETS
                      if _producible(f"results/{d}/captions/evaluation.parquet")],

@@ -172,3 +172,35 @@ def test_a_table_the_study_does_not_make_is_an_error(alignment_inputs, tmp_path)
                                                                    "html": tmp_path / "p.html"}}, tmp_path / "i.json")
     with pytest.raises(ValueError, match="unknown study"):
         study_tables("nope", {}, {})
+
+
+def test_geo_depth_and_planted_tables_copy_the_study_values(tmp_path):
+    from encoderlens.geo.depth import model_pairs
+
+    rng = np.random.default_rng(0)
+    ids = [f"q{i}" for i in range(40)]
+    answers = {m: pd.DataFrame({"image_id": ids, "geoscore": rng.uniform(0, 5000, 40), "correct": rng.random(40) < 0.5})
+               for m in ("a", "b")}
+    pairs = model_pairs(answers, n_resamples=200)
+    pairs.to_parquet(tmp_path / "model_comparisons.parquet")
+    regional = pd.DataFrame({"attribute": ["continent", "continent", "country"], "metric": ["geoscore", "entropy", "geoscore"],
+                             "group": ["Europe", "Europe", "FR"], "n": [10, 10, 10], "share": [1.0, 1.0, 1.0],
+                             "mean": [1234.5, 0.3, 1234.5], "ci_low": [1000.0, 0.2, 1000.0], "ci_high": [1500.0, 0.4, 1500.0],
+                             "below_min_n": False, "p_kruskal": np.nan, "model": "a", "variant": "frozen",
+                             "centroid_latitude": [np.nan, np.nan, 46.0], "centroid_longitude": [np.nan, np.nan, 2.0]})
+    regional.to_parquet(tmp_path / "regional.parquet")
+    planted = pd.DataFrame({"model": ["a"], "check": ["knn_above_shuffled_gallery"], "observed": [3000.0],
+                            "reference": [600.0], "n": [48], "recovered": [True], "note": [""]})
+    planted.to_parquet(tmp_path / "planted.parquet")
+    settings = {"dataset": "streets", "alpha": 0.05}
+    depth = study_tables("geo_depth", {"model_comparisons": tmp_path / "model_comparisons.parquet",
+                                       "regional": tmp_path / "regional.parquet"}, settings)
+    assert set(depth) == set(STUDIES["geo_depth"].tables)
+    copied = depth["geo_model_pairs"].frame
+    assert copied["difference"].tolist() == pairs["difference"].tolist()
+    assert copied["p_holm"].tolist() == pairs["p_holm"].tolist()
+    continents = depth["regional_continents"].frame
+    assert continents["group"].tolist() == ["Europe"] and continents["mean"].tolist() == [1234.5]
+    assert list(continents.columns[:3]) == ["dataset", "model", "variant"]
+    checks = study_tables("planted", {"planted": tmp_path / "planted.parquet"}, settings)["planted"].frame
+    assert checks[["observed", "reference", "recovered"]].values.tolist() == [[3000.0, 600.0, True]]

@@ -327,6 +327,48 @@ def caption_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
     return tables
 
 
+# ---- street views in depth: regions, models compared, planted answers ---------------------------------
+def geo_depth_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
+    dataset = settings["dataset"]
+    pairs_path, regional_path = str(inputs["model_comparisons"]), str(inputs["regional"])
+    pairs = pd.read_parquet(pairs_path)
+    regional = pd.read_parquet(regional_path)
+    continents = regional[(regional["attribute"] == "continent") & regional["metric"].isin(["geoscore", "correct"])]
+    return {
+        "geo_model_pairs": Table(
+            "Models compared on the same queries",
+            tidy(pairs, dataset, model="", variant="", source=pairs_path),
+            "Every pair of models and variants on the same kNN queries: the paired bootstrap of the mean "
+            "GeoScore difference (a − b, 95% CI) and McNemar's test of country-level top-1 correctness, "
+            f"Holm-corrected over the pairs of each test at alpha {settings['alpha']} (reject_holm).",
+            [pairs_path], f"results/figures/{dataset}/cka.png",
+            ["model_a", "model_b", "test", "n_pairs", "value_a", "value_b", "difference", "ci_low", "ci_high",
+             "p_holm", "reject_holm"]),
+        "regional_continents": Table(
+            "GeoScore and country accuracy per continent",
+            tidy(continents.drop(columns=["centroid_latitude", "centroid_longitude"], errors="ignore"), dataset,
+                 source=regional_path),
+            "Per model and continent: the number and share of kNN queries, the mean GeoScore (metric "
+            "geoscore) or country-level top-1 correctness (metric correct) with a 95% bootstrap CI, and "
+            "the Kruskal-Wallis p across continents; below_min_n: too few queries to enter the tests.",
+            [regional_path], f"results/figures/{dataset}/regional_continents.png",
+            ["model", "variant", "metric", "group", "n", "share", "mean", "ci_low", "ci_high", "below_min_n",
+             "p_kruskal"]),
+    }
+
+
+def planted_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
+    dataset, path = settings["dataset"], str(inputs["planted"])
+    return {"planted": Table(
+        "Planted answers recovered (synthetic streets)",
+        tidy(pd.read_parquet(path), dataset, variant="frozen", source=path),
+        "The synthetic streets carry planted answers (a colour cast per country, fog over one land cover, a "
+        "weak continent); per model, whether each study found its answer: observed against its reference "
+        "(majority class, shuffled gallery, the planted group's mean GeoScore).",
+        [path], f"results/figures/{dataset}/regional_world.png",
+        ["model", "check", "observed", "reference", "n", "recovered"])}
+
+
 @dataclass(frozen=True)
 class Study:
     title: str
@@ -342,6 +384,9 @@ STUDIES: dict[str, Study] = {
     "finetune": Study("Does task training move attention? (fine-tuning)", ("finetune",), finetune_tables),
     "style_probe": Study("Do the embeddings carry style? (style probe)", ("style_probe",), style_probe_tables),
     "geo": Study("What does an encoder know about place? (street views)", ("probes", "knn"), geo_tables),
+    "geo_depth": Study("Where does geolocation fail, for whom, and how do models differ? (street views)",
+                       ("geo_model_pairs", "regional_continents"), geo_depth_tables),
+    "planted": Study("Planted answers (synthetic streets)", ("planted",), planted_tables),
     "calibration": Study("Distance calibration", ("calibration",), calibration_tables),
     "captions": Study("Where do the captions' images come from? (captions)",
                       ("caption_accuracy", "caption_unknown", "caption_diversity"), caption_tables),
