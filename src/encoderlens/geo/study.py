@@ -6,6 +6,7 @@ Every function takes arrays and tables and returns tables; the workflow scripts 
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import h5py
@@ -17,6 +18,8 @@ from .gallery import group_size_histogram, random_gallery, representative_galler
 from .geometry import anisotropy, cosine_vs_distance
 from .knn import knn_geolocate, knn_search, split_gallery_queries, weighted_location
 from .places_lookup import admin_accuracy, predicted_places
+
+log = logging.getLogger(__name__)
 
 ADMIN_LEVELS = {"country": ("cc", "country"), "region": ("admin1", "region"),
                 "sub-region": ("admin2", "sub-region"), "city": ("name", "city")}
@@ -50,13 +53,43 @@ def _latlon(table: pd.DataFrame) -> np.ndarray:
     return table[["latitude", "longitude"]].to_numpy(dtype=float)
 
 
+PREDICTION_COLUMNS = ["image_id", "features", "method", "pred_latitude", "pred_longitude", "distance_km",
+                      "geoscore", "neighbour_id", "similarity", "pred_country"]
+
+
+def knn_plan(n_images: int, query_fraction: float, k: int) -> tuple[int, str]:
+    """(k the search can use, note): k is clamped to the gallery size, with a note saying so; below
+    two images there is no split, k is 0 and the note says why."""
+    if n_images < 2:
+        return 0, (f"not computable: {n_images} image(s); kNN needs at least 2 (one gallery image, "
+                   f"one query)")
+    n_queries = min(max(int(round(n_images * query_fraction)), 1), n_images - 1)
+    gallery = n_images - n_queries
+    if k > gallery:
+        return gallery, (f"geo.knn_k = {k} clamped to {gallery}, the gallery size ({n_images} images, "
+                         f"{n_queries} held out as queries)")
+    return k, ""
+
+
 def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.DataFrame,
               query_fraction: float, k: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(metrics per features × method, per-query predictions) of kNN geolocation on one split.
 
     Methods: `top1` (the nearest gallery image's location) and `weighted_top{k}` (similarity-weighted
     spherical mean of the k nearest). Admin levels through the nearest GeoNames place of the prediction.
+    Every row records the `k` used and a `note`: a k above the gallery size is clamped to it (note
+    says so, the method is named by the k used); with fewer than 2 images there is nothing to split,
+    and each features set gets rows with computable False and NaN metrics.
     """
+    used, note = knn_plan(len(table), query_fraction, k)
+    if used == 0:
+        log.warning("kNN: %s", note)
+        metrics = pd.DataFrame([{"features": name, "method": method, "n": 0, "k": 0, "computable": False,
+                                 "note": note} for name in features for method in ("top1", f"weighted_top{k}")])
+        return metrics, pd.DataFrame({column: [] for column in PREDICTION_COLUMNS})
+    if note:
+        log.warning("kNN: %s", note)
+    k = used
     gallery_rows, query_rows = split_gallery_queries(len(table), query_fraction, seed)
     latlon = _latlon(table)
     truth = table.iloc[query_rows].reset_index(drop=True)
@@ -68,7 +101,8 @@ def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.D
         methods = {"top1": located[:, 0].copy(),
                    f"weighted_top{k}": weighted_location(located, similarity)}
         for method, pred in methods.items():
-            row = {"features": name, "method": method, **geolocation_metrics(pred, latlon[query_rows])}
+            row = {"features": name, "method": method, **geolocation_metrics(pred, latlon[query_rows]),
+                   "k": k, "computable": True, "note": note}
             nearest = predicted_places(pred, places)
             for level, result in admin_accuracy(nearest, truth, ADMIN_LEVELS).items():
                 row[f"{level}_accuracy"] = result["accuracy"]
@@ -91,10 +125,17 @@ def geometry_study(features: dict[str, np.ndarray], table: pd.DataFrame, n_pairs
     summary, bins = [], []
     latlon = _latlon(table)
     n_pairs = min(n_pairs, len(table) * (len(table) - 1) // 2)
+    if len(table) < 2:
+        note = f"not computable: {len(table)} image(s); pairs need at least 2"
+        log.warning("geometry: %s", note)
+        return (pd.DataFrame([{"features": name, "n_pairs": 0, "n": len(table), "computable": False,
+                               "note": note} for name in features]),
+                pd.DataFrame({column: [] for column in ("lo_km", "hi_km", "count", "cosine_mean",
+                                                        "cosine_std", "features")}))
     for name, matrix in features.items():
         result = cosine_vs_distance(matrix, latlon, n_pairs=n_pairs, seed=seed, bins_km=bins_km)
         bins.append(result.pop("bins").assign(features=name))
-        summary.append({"features": name, **result, **anisotropy(matrix)})
+        summary.append({"features": name, **result, **anisotropy(matrix), "computable": True, "note": ""})
     return pd.DataFrame(summary), pd.concat(bins, ignore_index=True)
 
 
@@ -107,6 +148,10 @@ def gallery_study(matrix: np.ndarray, table: pd.DataFrame, size: int, seeds: Seq
     """
     latlon = _latlon(table)
     rows = []
+    if len(table) < 2:
+        log.warning("gallery study: not computable with %d image(s)", len(table))
+        return (pd.DataFrame(columns=["seed", "gallery", "size", "queries", "geoscore", "median_km"]),
+                group_size_histogram(table, group_columns))
     for seed in seeds:
         pool, queries = split_gallery_queries(len(table), query_fraction, seed)
         take = min(size, len(pool))
