@@ -78,3 +78,19 @@ def test_knn_and_geometry_on_one_image_are_not_computable():
     assert summary["computable"].tolist() == [False] and bins.empty
     gallery, _ = gallery_study(embeddings, table, 10, [0], 0.2, ["country"])
     assert gallery.empty
+
+
+def test_geometry_and_gallery_studies_sample_rows_above_the_cap():
+    from encoderlens.geo.geometry import anisotropy
+    from encoderlens.geo.study import gallery_study, geometry_study
+
+    latlon, embeddings, table, places = _tiny_streets(300)
+    full, _ = geometry_study({"cls": embeddings}, table, 500, 0, [0, 25, 20000])
+    capped, _ = geometry_study({"cls": embeddings}, table, 500, 0, [0, 25, 20000], max_rows=100)
+    assert full["n"].tolist() == [300] and capped["n"].tolist() == [100]
+    rows = np.sort(np.random.default_rng(0).choice(300, size=100, replace=False))
+    assert capped["effective_rank"].iloc[0] == pytest.approx(anisotropy(embeddings[rows])["effective_rank"])
+    assert capped["pearson_r"].iloc[0] == full["pearson_r"].iloc[0]  # the pairs are sampled already
+    gallery, groups = gallery_study(embeddings, table, 20, [0], 0.2, ["country"], max_rows=100)
+    assert gallery["queries"].tolist() == [20, 20]  # 20% of the 100 sampled rows
+    assert groups["n_images"].sum() == 300  # the histogram counts every image

@@ -16,7 +16,7 @@ import pandas as pd
 from .distance import geolocation_metrics, geoscore, haversine_latlon
 from .gallery import group_size_histogram, random_gallery, representative_gallery
 from .geometry import anisotropy, cosine_vs_distance
-from .knn import knn_geolocate, knn_search, split_gallery_queries, weighted_location
+from .knn import KnnIndex, knn_geolocate, knn_search, split_gallery_queries, weighted_location
 from .places_lookup import admin_accuracy, predicted_places
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,21 @@ def read_features(path, names: Sequence[str]) -> tuple[list[str], dict[str, np.n
                     features[f"layers/{layer}"] = handle[f"layers/{layer}"][()]
             elif name in handle:
                 features[name] = handle[name][()]
+    return ids, features
+
+
+def open_features(path, names: Sequence[str]) -> tuple[list[str], dict[str, h5py.Dataset]]:
+    """`read_features` without reading the matrices: the named datasets of an open embeddings.h5
+    (read-only; the file stays open while a dataset is referenced), for streamed probes."""
+    handle = h5py.File(path, "r")
+    ids = [i.decode() if isinstance(i, bytes) else i for i in handle["ids"][()]]
+    features = {}
+    for name in names:
+        if name == "layers" and "layers" in handle:
+            for layer in sorted(handle["layers"], key=int):
+                features[f"layers/{layer}"] = handle[f"layers/{layer}"]
+        elif name in handle:
+            features[name] = handle[name]
     return ids, features
 
 
@@ -72,14 +87,16 @@ def knn_plan(n_images: int, query_fraction: float, k: int) -> tuple[int, str]:
 
 
 def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.DataFrame,
-              query_fraction: float, k: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+              query_fraction: float, k: int, seed: int,
+              index: KnnIndex | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(metrics per features × method, per-query predictions) of kNN geolocation on one split.
 
     Methods: `top1` (the nearest gallery image's location) and `weighted_top{k}` (similarity-weighted
     spherical mean of the k nearest). Admin levels through the nearest GeoNames place of the prediction.
     Every row records the `k` used and a `note`: a k above the gallery size is clamped to it (note
     says so, the method is named by the k used); with fewer than 2 images there is nothing to split,
-    and each features set gets rows with computable False and NaN metrics.
+    and each features set gets rows with computable False and NaN metrics. `index`: exact search
+    (default) or an approximate faiss index (`KnnIndex`, config `geo.knn_index`).
     """
     used, note = knn_plan(len(table), query_fraction, k)
     if used == 0:
@@ -96,7 +113,7 @@ def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.D
     metrics, predictions = [], []
     for name, matrix in features.items():
         # one search serves both methods: the top-1 neighbour is the first of the k
-        neighbours, similarity = knn_search(matrix[gallery_rows], matrix[query_rows], k=k)
+        neighbours, similarity = knn_search(matrix[gallery_rows], matrix[query_rows], k=k, index=index)
         located = latlon[gallery_rows][neighbours]  # (Q, k, 2)
         methods = {"top1": located[:, 0].copy(),
                    f"weighted_top{k}": weighted_location(located, similarity)}
@@ -120,8 +137,12 @@ def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.D
 
 
 def geometry_study(features: dict[str, np.ndarray], table: pd.DataFrame, n_pairs: int, seed: int,
-                   bins_km: Sequence[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(summary per features: correlations, cosine distribution, anisotropy; cosine per distance bin)."""
+                   bins_km: Sequence[float], max_rows: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary per features: correlations, cosine distribution, anisotropy; cosine per distance bin).
+
+    The correlations use `n_pairs` sampled pairs; the anisotropy measures a seeded sample of at most
+    `max_rows` rows (None: all; `n` in the summary says how many), so the cost stays flat as the
+    dataset grows."""
     summary, bins = [], []
     latlon = _latlon(table)
     n_pairs = min(n_pairs, len(table) * (len(table) - 1) // 2)
@@ -132,26 +153,37 @@ def geometry_study(features: dict[str, np.ndarray], table: pd.DataFrame, n_pairs
                                "note": note} for name in features]),
                 pd.DataFrame({column: [] for column in ("lo_km", "hi_km", "count", "cosine_mean",
                                                         "cosine_std", "features")}))
+    rows = None
+    if max_rows is not None and len(table) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(len(table), size=max_rows, replace=False))
     for name, matrix in features.items():
         result = cosine_vs_distance(matrix, latlon, n_pairs=n_pairs, seed=seed, bins_km=bins_km)
         bins.append(result.pop("bins").assign(features=name))
-        summary.append({"features": name, **result, **anisotropy(matrix), "computable": True, "note": ""})
+        spread = anisotropy(matrix if rows is None else matrix[rows])
+        summary.append({"features": name, **result, **spread, "computable": True, "note": ""})
     return pd.DataFrame(summary), pd.concat(bins, ignore_index=True)
 
 
 def gallery_study(matrix: np.ndarray, table: pd.DataFrame, size: int, seeds: Sequence[int],
-                  query_fraction: float, group_columns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  query_fraction: float, group_columns: Sequence[str],
+                  max_rows: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kNN GeoScore of a representative vs a random gallery of the same size, per seed; group sizes).
 
     Queries are held out first; both galleries are drawn from the remaining images, so they compete
-    on the same queries.
+    on the same queries. Above `max_rows` images the study runs on a seeded sample of that many (the
+    group-size histogram still counts every image), so its cost stays flat as the dataset grows.
     """
+    histogram = group_size_histogram(table, group_columns)
+    if max_rows is not None and len(table) > max_rows:
+        keep = np.sort(np.random.default_rng(min(seeds, default=0)).choice(len(table), size=max_rows,
+                                                                            replace=False))
+        matrix, table = matrix[keep], table.iloc[keep].reset_index(drop=True)
     latlon = _latlon(table)
     rows = []
     if len(table) < 2:
         log.warning("gallery study: not computable with %d image(s)", len(table))
         return (pd.DataFrame(columns=["seed", "gallery", "size", "queries", "geoscore", "median_km"]),
-                group_size_histogram(table, group_columns))
+                histogram)
     for seed in seeds:
         pool, queries = split_gallery_queries(len(table), query_fraction, seed)
         take = min(size, len(pool))
@@ -166,4 +198,4 @@ def gallery_study(matrix: np.ndarray, table: pd.DataFrame, size: int, seeds: Seq
             metrics = geolocation_metrics(pred, latlon[queries])
             rows.append({"seed": seed, "gallery": kind, "size": len(gallery), "queries": len(queries),
                          "geoscore": metrics["geoscore"], "median_km": metrics["median_km"]})
-    return pd.DataFrame(rows), group_size_histogram(table, group_columns)
+    return pd.DataFrame(rows), histogram
