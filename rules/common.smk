@@ -295,7 +295,7 @@ GEO = config["geo"]
 
 
 def probe_params(wildcards):
-    keys = ("levels", "probe_features", "min_per_class", "test_size", "probe_C", "seed")
+    keys = ("levels", "probe_features", "min_per_class", "test_size", "probe_C", "seed", "probe_stream_rows")
     return {key: GEO[key] for key in keys} | {"device": MODELS[wildcards.model]["device"]}
 
 
@@ -305,7 +305,8 @@ def attention_stats_params(wildcards):
 
 def retrieval_params(wildcards):
     keys = ("retrieval_features", "query_fraction", "knn_k", "geometry_pairs", "distance_bins_km",
-            "gallery_size", "gallery_seeds", "gallery_groups", "seed")
+            "gallery_size", "gallery_seeds", "gallery_groups", "seed",
+            "knn_index", "knn_nlist", "knn_nprobe", "knn_hnsw_m", "knn_ef_search", "geometry_rows")
     return {key: GEO[key] for key in keys}
 
 

@@ -97,7 +97,8 @@ def alignment_map_figure_inputs(wildcards):
 
 def alignment_figure_params(wildcards):
     return {"threshold": figure_threshold(), "layer_rule": FIGURES["layer"],
-            "overlay_methods": FIGURES["overlay_methods"], "dpi": FIGURES["dpi"]}
+            "overlay_methods": FIGURES["overlay_methods"], "dpi": FIGURES["dpi"],
+            "min_n": STATS["min_n"]}
 
 
 def alignment_map_figure_params(wildcards):

@@ -306,3 +306,21 @@ def test_leaderboard_legend_explains_the_hatching(summary):
     assert hatches["gradcam"] == bars["cnn · gradcam"].get_hatch() and hatches["gradcam"] != hatches["rollout"]
     assert hatches["baseline (random, Gaussian, Sobel)"] == bars["baseline · random"].get_hatch()
     assert "random" not in hatches and "gaussian" not in hatches
+
+
+def test_entries_on_few_images_are_marked_in_the_figures_and_captions(summary):
+    # issue 21 item 7: the cnn's scores rest on 3 images, flagged small_n by the statistics
+    flagged = summary.assign(small_n=summary["model"] == "cnn")
+    flagged.loc[flagged["model"] == "cnn", "n"] = 3
+    plot = plot_leaderboard(flagged, 25.0, "last", min_n=10)
+    board = plot.data.set_index("model")
+    assert board.loc["cnn", "label"] == "cnn · gradcam \u2020" and board.loc["cnn", "small_n"]
+    assert board["small_n"].sum() == 1
+    assert "Caution: 1 of 6 entries rest on fewer than 10 images (stats.min_n)" in plot.caption
+    layers = plot_iou_by_layer(flagged, 25.0, min_n=10)
+    assert not layers.data["small_n"].any() and "Caution" not in layers.caption  # the cnn has one layer
+    thresholds = plot_threshold_sensitivity(flagged, 25.0, "last", min_n=10)
+    assert thresholds.data["small_n"].sum() == 3  # the cnn's three thresholds
+    assert "Caution: 3 of 18 plotted points rest on fewer than 10 images" in thresholds.caption
+    # a summary without the flag (written before it existed) draws as before, without a caution
+    assert "Caution" not in plot_leaderboard(summary, 25.0, "last", min_n=10).caption

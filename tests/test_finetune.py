@@ -389,3 +389,28 @@ def test_known_answer_full_fine_tuning_moves_attention_to_the_style_parts(tmp_pa
     frozen = _mean_last_layer_iou("dinov2", tmp_path / "model", None, manifest, annotations)
     tuned = _mean_last_layer_iou("dinov2", tmp_path / "model", out, manifest, annotations)
     assert tuned - frozen >= 0.04, (frozen, tuned)
+
+
+def test_style_probe_on_a_tiny_dataset_reports_not_computable(tmp_path):
+    # issue 21 item 6: 4 images, each style from one church, used to fail the whole job
+    rng = np.random.default_rng(0)
+    styles = list(CLASSES)[:2]
+    ids = [f"img{k}" for k in range(4)]
+    with h5py.File(tmp_path / "embeddings.h5", "w") as store:
+        store["ids"] = np.array(ids, dtype=h5py.string_dtype())
+        store["cls"], store["mean"] = rng.normal(size=(2, 4, 8)).astype(np.float32)
+    manifest = pd.DataFrame({"image_id": ids, "path": "", "split": "pool",
+                             "church_id": ["c0", "c0", "c1", "c2"],
+                             "styles": [styles[0], styles[0], styles[1], styles[1]]})
+    table = style_probe(tmp_path / "embeddings.h5", manifest, CLASSES, model="m", folds=4)
+    assert table["feature"].tolist() == ["cls", "mean"]
+    assert not table["computable"].any() and (table["folds"] == 0).all()
+    assert table[["accuracy", "macro_f1", "chance_accuracy"]].isna().all().all()
+    assert (table["n_images"] == 4).all() and (table["n_classes"] == 2).all()
+    first = CLASSES[styles[0]]
+    assert table["note"].tolist() == [f"not computable: every class needs images of at least 2 churches for "
+                                      f"cross-validation; churches per class: {first} (1)"] * 2
+    # one class only: no probe either
+    one = manifest.assign(styles=styles[0], church_id=["c0", "c1", "c2", "c3"])
+    table = style_probe(tmp_path / "embeddings.h5", one, CLASSES, model="m")
+    assert table["note"].str.contains("needs at least 2 classes").all() and not table["computable"].any()

@@ -448,3 +448,55 @@ def test_mean_pairwise_cosine_and_anisotropy():
     assert 1 < result["participation_ratio"] <= result["effective_rank"] <= 8
     isotropic = anisotropy(rng.normal(size=(5000, 8)), normalise=True)
     assert abs(isotropic["mean_pairwise_cosine"]) < 0.01 and isotropic["effective_rank"] > 7.9
+
+
+def _clustered(n, q, d=24, clusters=40, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d))
+    gallery = centres[rng.integers(0, clusters, n)] + 0.4 * rng.normal(size=(n, d))
+    queries = centres[rng.integers(0, clusters, q)] + 0.4 * rng.normal(size=(q, d))
+    return gallery.astype(np.float32), queries.astype(np.float32)
+
+
+def test_ivf_with_every_cell_probed_equals_exact_search():
+    # issue 16: approximate kNN with exhaustive settings (nprobe = nlist) equals exact search
+    from encoderlens.geo.knn import KnnIndex
+
+    gallery, queries = _clustered(1500, 100)
+    exact_index, exact_similarity = knn_search(gallery, queries, k=10)
+    spec = KnnIndex("ivf", nlist=50, nprobe=50)
+    index, similarity = knn_search(gallery, queries, k=10, index=spec)
+    assert np.array_equal(index, exact_index)
+    np.testing.assert_allclose(similarity, exact_similarity, atol=1e-6)
+    built = build_index(gallery, spec=spec)
+    assert type(built).__name__ == "IndexIVFFlat" and built.nlist == 50 and built.nprobe == 50
+    # on unclustered data, probing 1 cell of 20 is approximate: it misses true neighbours (the index is
+    # really IVF)
+    noise = np.random.default_rng(1).normal(size=(1600, 24)).astype(np.float32)
+    exact_noise, _ = knn_search(noise[100:], noise[:100], k=5)
+    few, _ = knn_search(noise[100:], noise[:100], k=5, index=KnnIndex("ivf", nlist=20, nprobe=1))
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(few, exact_noise)])
+    assert 0.05 < recall < 0.9
+
+
+def test_hnsw_with_a_wide_search_finds_the_exact_neighbours():
+    from encoderlens.geo.knn import KnnIndex
+
+    gallery, queries = _clustered(600, 50)
+    exact_index, exact_similarity = knn_search(gallery, queries, k=5)
+    spec = KnnIndex("hnsw", hnsw_m=16, ef_search=600)  # efSearch = gallery size: the whole graph
+    index, similarity = knn_search(gallery, queries, k=5, index=spec)
+    assert type(build_index(gallery, spec=spec)).__name__ == "IndexHNSWFlat"
+    np.testing.assert_allclose(similarity, exact_similarity, atol=1e-6)
+    assert np.mean(index == exact_index) > 0.99  # ties aside
+
+
+def test_knn_index_settings_come_from_the_config_keys():
+    from encoderlens.geo.knn import KnnIndex
+
+    spec = KnnIndex.from_settings({"knn_index": "ivf", "knn_nlist": None, "knn_nprobe": 8, "knn_hnsw_m": 8,
+                                   "knn_ef_search": 64, "seed": 3, "knn_k": 10})
+    assert (spec.kind, spec.nlist, spec.nprobe, spec.hnsw_m, spec.ef_search, spec.seed) == ("ivf", None, 8, 8, 64, 3)
+    assert spec.cells(10_000) == 400 and spec.cells(5) == 5  # about 4 sqrt(n), at most n
+    with pytest.raises(ValueError, match="geo.knn_index: unknown index 'lsh'"):
+        KnnIndex("lsh")

@@ -269,3 +269,52 @@ def test_cuda_matches_cpu(problem):
     cuda = fit_logistic(X_train, y_train, max_iter=1000, device="cuda", dtype="float64", tol=1e-6)
     assert cuda.device.startswith("cuda")
     np.testing.assert_allclose(cuda.coef, cpu.coef, atol=1e-3)
+
+
+# ---- streamed probes (issue 16 section 3) ----------------------------------------------------------
+def test_streamed_probe_equals_the_full_batch_probe(tmp_path, one_thread):
+    """Same objective, same solver: features streamed from HDF5 in blocks of 160 rows give the
+    full-batch fit on the standardised in-memory copy. Tolerance: float64 coefficients and loss to
+    1e-9 (summation order only); float32 probabilities to 1e-4."""
+    import h5py
+
+    from encoderlens.probes.streaming import RowStream, fit_logistic_streaming, stream_moments
+
+    X, y = planted(n=600, d=16, k=5)
+    with h5py.File(tmp_path / "embeddings.h5", "w") as store:
+        store["cls"] = X.astype(np.float16)  # the stored dtype of large extractions
+    X16 = X.astype(np.float16)
+    rows = np.sort(np.random.default_rng(3).choice(len(X), 450, replace=False))
+    with h5py.File(tmp_path / "embeddings.h5", "r") as store:
+        stream = RowStream(store["cls"], rows, chunk_rows=160)
+        mean, std = stream_moments(stream)
+        for dtype, atol in (("float64", 1e-9), ("float32", 1e-4)):
+            (X_train,) = standardize(X16[rows], dtype=np.float64 if dtype == "float64" else np.float32)
+            full = fit_logistic(X_train, y[rows], C=0.5, max_iter=500, tol=1e-6, dtype=dtype, device="cpu")
+            streamed = fit_logistic_streaming(stream, y[rows], C=0.5, max_iter=500, tol=1e-6, dtype=dtype,
+                                              device="cpu", mean=mean, std=std)
+            assert streamed.loss == pytest.approx(full.loss, abs=atol)
+            np.testing.assert_allclose(streamed.predict_proba(X_train), full.predict_proba(X_train), atol=atol)
+            if dtype == "float64":
+                np.testing.assert_allclose(streamed.coef, full.coef, atol=1e-9)
+                assert streamed.n_iter == full.n_iter and streamed.converged
+
+
+def test_run_probes_streams_above_stream_rows_with_the_same_results(tmp_path, one_thread):
+    import h5py
+
+    features, labels = geo_table()
+    with h5py.File(tmp_path / "embeddings.h5", "w") as store:
+        for name, array in features.items():
+            store[name] = array
+    in_memory = run_probes(features, labels, levels=["country", "region"], seed=0, dtype="float64")
+    with h5py.File(tmp_path / "embeddings.h5", "r") as store:
+        on_disk = {name: store[name] for name in features}
+        small = run_probes(on_disk, labels, levels=["country", "region"], seed=0, dtype="float64",
+                           stream_rows=10_000)  # read whole: the full-batch path
+        streamed = run_probes(on_disk, labels, levels=["country", "region"], seed=0, dtype="float64",
+                              stream_rows=100, chunk_rows=64)
+    pd.testing.assert_frame_equal(small, in_memory)
+    for column in ("top1", "top5", "macro_f1", "majority_top1", "n_train", "n_test", "n_iter", "probeable"):
+        assert streamed[column].tolist() == pytest.approx(in_memory[column].tolist()), column
+    assert streamed.set_index(["level", "features"]).loc[("country", "cls"), "top1"] > 0.9

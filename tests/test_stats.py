@@ -200,7 +200,7 @@ def test_summary_counts_dropped_rows_and_matches_pandas():
     table.loc[7, "iou"] = np.nan  # a NaN score on a scorable row is dropped too
     summary = summarise_alignment(score_matrix(table), n_resamples=500)
     assert list(summary.columns) == ["model", "variant", "method", "layer", "head", "threshold", "metric",
-                                     "n", "n_dropped", "mean", "ci_low", "ci_high"]
+                                     "n", "n_dropped", "mean", "ci_low", "ci_high", "small_n"]
     assert len(summary) == 2 * 2 * 2 * 3
     usable = table[table["scorable"]]
     for metric in ("iou", "coverage", "pointing_hit"):

@@ -229,3 +229,27 @@ def test_head_statistics_from_files(tmp_path):
     tables = head_statistics([path], {"thresholds": None, "min_images": 5, "top_k": 3})
     assert {"heads", "specialisation", "correlation", "top"} == set(tables)
     assert len(tables["top"]) == 3 * 3
+
+
+def test_rows_on_few_images_are_flagged_small_n(tmp_path):
+    # issue 21 item 7: a CI or p-value from 2 images used to be reported without comment
+    noise = np.random.default_rng(1).random(20)
+    few = alignment_rows("vit_a", "frozen", "cls", [0], [-1], [50.0],
+                         lambda layer, head, t, i: noise[i], unscorable=set(range(2, 20)))
+    many = alignment_rows("vit_b", "frozen", "cls", [0], [-1], [50.0],
+                          lambda layer, head, t, i: noise[i] / 2)
+    paths = []
+    for name, part in (("few", few), ("many", many)):
+        paths.append(tmp_path / f"{name}.parquet")
+        part.to_parquet(paths[-1])
+    settings = dict(SETTINGS, min_n=10, comparisons=dict(SETTINGS["comparisons"], kinds=["models"],
+                                                         layer_choices=["last"]))
+    tables = alignment_statistics(paths, settings)
+    summary = tables["summary"].set_index(["model", "metric"])
+    assert summary.loc[("vit_a", "iou"), "n"] == 2 and summary.loc[("vit_a", "iou"), "small_n"]
+    assert summary.loc[("vit_b", "iou"), "n"] == 20 and not summary.loc[("vit_b", "iou"), "small_n"]
+    models = tables["models"]
+    assert len(models) and (models["small_n"] == (models["n_pairs"] < 10)).all() and models["small_n"].any()
+    # the threshold is the config's: at min_n = 2 nothing is flagged
+    relaxed = alignment_statistics(paths, dict(settings, min_n=2))
+    assert not relaxed["summary"]["small_n"].any() and not relaxed["models"]["small_n"].any()

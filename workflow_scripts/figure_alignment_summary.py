@@ -10,11 +10,11 @@ from encoderlens.report.figures_alignment import (plot_iou_by_layer, plot_leader
 
 settings = snakemake.params.figures
 summary = pd.read_parquet(snakemake.input.summary)
-threshold, layer_rule = settings["threshold"], settings["layer_rule"]
+threshold, layer_rule, min_n = settings["threshold"], settings["layer_rule"], settings["min_n"]
 plots = {
-    "leaderboard": plot_leaderboard(summary, threshold, layer_rule),
-    "layers": plot_iou_by_layer(summary, threshold),
-    "thresholds": plot_threshold_sensitivity(summary, threshold, layer_rule),
+    "leaderboard": plot_leaderboard(summary, threshold, layer_rule, min_n),
+    "layers": plot_iou_by_layer(summary, threshold, min_n),
+    "thresholds": plot_threshold_sensitivity(summary, threshold, layer_rule, min_n),
 }
 for key, plot in plots.items():
     save_plot(plot, *(snakemake.output[f"{key}_{kind}"] for kind in ("png", "svg", "data", "caption")),

@@ -6,16 +6,18 @@ import pandas as pd
 import torch
 
 from encoderlens.data.osv5m import level_keys
-from encoderlens.geo.study import aligned_manifest, read_features
+from encoderlens.geo.study import aligned_manifest, open_features
 from encoderlens.probes.run import run_probes
 from encoderlens.tables import write_table
 
 settings = snakemake.params.probes
 torch.set_num_threads(snakemake.threads)
-ids, features = read_features(snakemake.input.embeddings, settings["probe_features"])
+# datasets stay on disk: small levels are read whole, large ones streamed (geo.probe_stream_rows)
+ids, features = open_features(snakemake.input.embeddings, settings["probe_features"])
 table = aligned_manifest(pd.read_parquet(snakemake.input.manifest), ids)
 # the classes are OSV-5M's hierarchical keys ("Saint Andrew_BB", not "Saint Andrew")
 probes = run_probes(features, level_keys(table, settings["levels"]), levels=settings["levels"],
                     min_per_class=settings["min_per_class"], test_size=settings["test_size"],
-                    seed=settings["seed"], C=settings["probe_C"], device=settings["device"])
+                    seed=settings["seed"], C=settings["probe_C"], device=settings["device"],
+                    stream_rows=settings["probe_stream_rows"])
 write_table(probes, snakemake.output[0])

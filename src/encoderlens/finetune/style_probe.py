@@ -5,10 +5,13 @@ with folds stratified by class and grouped by church (two photos of one church n
 sides of a fold). Every style-labelled image of the manifest takes part (annotated and pool). One
 row per embedding: mean and std of fold accuracy, pooled out-of-fold accuracy, balanced accuracy and
 macro-F1, against the chance (1 / classes) and majority-class accuracies. No torch here.
+Where cross-validation cannot run (fewer than two style classes, or a class whose images all show one
+church: a tiny dataset) the rows say so (computable False, NaN scores, a note) instead of failing.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Mapping, Sequence
 
@@ -23,8 +26,28 @@ from sklearn.preprocessing import StandardScaler
 
 from .task import MIN_POOL_IMAGES, require_pool, style_class
 
+log = logging.getLogger(__name__)
+
 COLUMNS = ["model", "feature", "n_images", "n_classes", "folds", "accuracy_mean", "accuracy_std",
-           "accuracy", "balanced_accuracy", "macro_f1", "chance_accuracy", "majority_accuracy"]
+           "accuracy", "balanced_accuracy", "macro_f1", "chance_accuracy", "majority_accuracy",
+           "computable", "note"]
+SCORES = ["accuracy_mean", "accuracy_std", "accuracy", "balanced_accuracy", "macro_f1", "chance_accuracy",
+          "majority_accuracy"]
+
+
+def not_computable_reason(y: np.ndarray, groups: np.ndarray, names: Sequence[str]) -> str:
+    """Why cross-validation cannot run on these labels ("" when it can): fewer than two classes, or a
+    class whose images all come from one church (it could never sit on both sides of a fold)."""
+    classes = np.unique(y)
+    if len(classes) < 2:
+        return (f"{len(y)} style-labelled image(s) in {len(classes)} class(es); the probe needs at least "
+                f"2 classes")
+    churches = pd.Series(groups).groupby(y).nunique()
+    thin = [f"{names[int(c)]} ({n})" for c, n in churches.items() if n < 2]
+    if thin:
+        return ("every class needs images of at least 2 churches for cross-validation; churches per "
+                "class: " + ", ".join(thin))
+    return ""
 
 
 def read_embeddings(path, features: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -74,11 +97,19 @@ def style_probe(embeddings_path, manifest: pd.DataFrame, classes: Mapping[str, s
     labelled = class_name != ""
     y = np.array([names.index(c) for c in class_name[labelled]])
     churches = (labels["church_id"] if "church_id" in labels else labels.index.to_series()).to_numpy()[labelled]
+    reason = not_computable_reason(y, churches, names)
+    if reason:
+        log.warning("style probe of %s on %s is not computable: %s", model, embeddings_path, reason)
     rows = []
     for feature in features:
         if feature not in arrays:
             continue  # e.g. cls_raw of a family without a CLS token
-        scores = cross_validated_probe(arrays[feature][labelled], y, churches, folds, C, seed)
+        if reason:
+            scores = {"folds": 0, **dict.fromkeys(SCORES, float("nan")), "computable": False,
+                      "note": f"not computable: {reason}"}
+        else:
+            scores = {**cross_validated_probe(arrays[feature][labelled], y, churches, folds, C, seed),
+                      "computable": True, "note": ""}
         rows.append({"model": model, "feature": feature, "n_images": int(labelled.sum()),
                      "n_classes": int(len(np.unique(y))), **scores})
     return pd.DataFrame(rows, columns=COLUMNS)

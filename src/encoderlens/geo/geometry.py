@@ -61,20 +61,25 @@ def _pair_from_linear(linear: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarra
 
 
 def pair_cosine(embeddings, i, j) -> np.ndarray:
-    """Cosine similarity of embedding rows i[p] and j[p] for each pair p (float64)."""
+    """Cosine similarity of embedding rows i[p] and j[p] for each pair p (float64).
+
+    Only the rows the pairs name are read (in chunks of pairs), so the cost follows the number of
+    pairs, not the number of rows."""
     x = np.asarray(embeddings)
     if x.ndim != 2:
         raise ValueError(f"expected an (N, D) array of embeddings, got shape {x.shape}")
-    norm = np.linalg.norm(x.astype(np.float64), axis=1)
-    if (norm == 0).any() or not np.isfinite(norm).all():
-        bad = int(np.flatnonzero((norm == 0) | ~np.isfinite(norm))[0])
-        raise ValueError(f"embedding row {bad} is all zeros or not finite: it has no cosine")
     i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
     out = np.empty(len(i))
     for start in range(0, len(i), _CHUNK):
         a, b = i[start:start + _CHUNK], j[start:start + _CHUNK]
-        dot = np.einsum("pd,pd->p", x[a].astype(np.float64), x[b].astype(np.float64))
-        out[start:start + _CHUNK] = dot / (norm[a] * norm[b])
+        rows_a, rows_b = x[a].astype(np.float64), x[b].astype(np.float64)
+        norm_a, norm_b = np.linalg.norm(rows_a, axis=1), np.linalg.norm(rows_b, axis=1)
+        for rows, norm in ((a, norm_a), (b, norm_b)):
+            bad = (norm == 0) | ~np.isfinite(norm)
+            if bad.any():
+                raise ValueError(f"embedding row {int(rows[np.flatnonzero(bad)[0]])} is all zeros or not "
+                                 f"finite: it has no cosine")
+        out[start:start + _CHUNK] = np.einsum("pd,pd->p", rows_a, rows_b) / (norm_a * norm_b)
     return np.clip(out, -1.0, 1.0)
 
 

@@ -14,11 +14,20 @@ Conventions:
   evenly around the globe), the prediction falls back to the top-1 location.
 - `split_gallery_queries` holds out a seeded random share of the images as queries; the rest is the
   gallery. faiss is imported on first use, so importing `encoderlens.geo` does not load it.
+- Index (`KnnIndex`, config `geo.knn_index`): "exact" (IndexFlatIP, the default), "ivf" (IndexIVFFlat
+  over an inner-product coarse quantiser: `nlist` k-means cells trained on a seeded sample of at most
+  `IVF_TRAIN_PER_CELL` · nlist gallery rows, `nprobe` cells visited per query; nprobe = nlist visits
+  every cell and is exact) or "hnsw" (IndexHNSWFlat, inner product, `hnsw_m` links, `ef_search`). The
+  approximate indexes can miss true neighbours; with `nprobe` < nlist a query whose visited cells hold
+  fewer than k rows is an error naming the settings. With faiss-gpu and a visible GPU, the exact and
+  IVF indexes are moved to GPU 0 (HNSW has no GPU version in faiss).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +35,60 @@ from .distance import check_latlon, latlon_to_unit, unit_to_latlon
 
 # A weighted mean vector shorter than this (relative to the total weight) has no direction to trust.
 _CANCELLED = 1e-9
+INDEX_KINDS = ("exact", "ivf", "hnsw")
+# IVF coarse quantiser: k-means on a sample of this many rows per cell (faiss warns below 39 and uses
+# at most 256), IVF_TRAIN_ITERATIONS iterations (faiss's default 25 costs 2.5x for little recall)
+IVF_TRAIN_PER_CELL = 40
+IVF_TRAIN_ITERATIONS = 10
+
+
+@dataclass(frozen=True)
+class KnnIndex:
+    """How the gallery is searched. kind: exact | ivf | hnsw. nlist None: about 4·sqrt(gallery rows)."""
+
+    kind: str = "exact"
+    nlist: int | None = None
+    nprobe: int = 32
+    hnsw_m: int = 32
+    ef_search: int = 128
+    ef_construction: int = 200
+    seed: int = 0
+    use_gpu: bool = True
+
+    def __post_init__(self):
+        if self.kind not in INDEX_KINDS:
+            raise ValueError(f"geo.knn_index: unknown index {self.kind!r}; known: {', '.join(INDEX_KINDS)}")
+
+    def cells(self, n: int) -> int:
+        """nlist for a gallery of n rows (at most n: every cell needs a training point)."""
+        wanted = self.nlist if self.nlist is not None else int(round(4 * math.sqrt(n)))
+        return max(1, min(int(wanted), n))
+
+    @classmethod
+    def from_settings(cls, settings: dict | None) -> "KnnIndex":
+        """From the retrieval params' `knn_index`, `knn_nlist`, `knn_nprobe`, `knn_hnsw_m`, `knn_ef_search`."""
+        settings = settings or {}
+        names = {"knn_index": "kind", "knn_nlist": "nlist", "knn_nprobe": "nprobe", "knn_hnsw_m": "hnsw_m",
+                 "knn_ef_search": "ef_search", "seed": "seed"}
+        return cls(**{field: settings[key] for key, field in names.items() if key in settings})
+
+
+_GPU = []  # the one StandardGpuResources of this process, made on first use and kept alive
+
+
+def _gpu_resources():
+    import faiss
+
+    if not _GPU:
+        _GPU.append(faiss.StandardGpuResources())
+    return _GPU[0]
+
+
+def gpu_available() -> bool:
+    """True when this faiss has GPU support (faiss-gpu) and sees a GPU."""
+    import faiss
+
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
 def l2_normalise(x) -> np.ndarray:
@@ -68,26 +131,59 @@ def faiss_threads(threads: int | None):
         faiss.omp_set_num_threads(before)
 
 
-def build_index(gallery, normalised: bool = False):
-    """An exact cosine index over the gallery: `faiss.IndexFlatIP` of its L2-normalised rows."""
+def build_index(gallery, normalised: bool = False, spec: KnnIndex | None = None):
+    """A cosine index over the gallery's L2-normalised rows: `faiss.IndexFlatIP` (exact), or the IVF
+    or HNSW index of `spec` (module notes)."""
     import faiss
 
+    spec = spec or KnnIndex()
     vectors = np.ascontiguousarray(gallery, dtype=np.float32) if normalised else l2_normalise(gallery)
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    n, d = vectors.shape
+    if spec.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = spec.ef_construction
+        index.hnsw.efSearch = spec.ef_search
+        index.add(vectors)
+        return index
+    if spec.kind == "exact":
+        index = faiss.IndexFlatIP(d)
+    else:
+        nlist = spec.cells(n)
+        quantiser = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantiser, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = spec.seed
+        index.cp.niter = IVF_TRAIN_ITERATIONS
+        index.cp.min_points_per_centroid = 1  # small galleries: no warning, nlist is capped at n
+        sample = min(n, IVF_TRAIN_PER_CELL * nlist)
+        train = vectors if sample == n else vectors[np.sort(
+            np.random.default_rng(spec.seed).choice(n, size=sample, replace=False))]
+        index.train(train)
+        index.nprobe = min(spec.nprobe, nlist)  # faiss's wrapper keeps the quantiser alive
+    if spec.use_gpu and gpu_available():
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     index.add(vectors)
     return index
 
 
-def knn_search(gallery, queries, k: int = 1, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The k most cosine-similar gallery rows of each query: (index (Q, k) int64, cosine (Q, k) float32)."""
+def knn_search(gallery, queries, k: int = 1, threads: int | None = None,
+               index: KnnIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k most cosine-similar gallery rows of each query: (index (Q, k) int64, cosine (Q, k) float32).
+
+    `index` chooses exact (default) or approximate search (module notes)."""
     gallery_n, queries_n = l2_normalise(gallery), l2_normalise(queries)
     if gallery_n.shape[1] != queries_n.shape[1]:
         raise ValueError(f"gallery has {gallery_n.shape[1]} dimensions, queries {queries_n.shape[1]}")
     if not 1 <= k <= len(gallery_n):
         raise ValueError(f"k={k}: need 1 <= k <= gallery size ({len(gallery_n)})")
+    spec = index or KnnIndex()
     with faiss_threads(threads):
-        index = build_index(gallery_n, normalised=True)
-        similarity, neighbours = index.search(queries_n, k)
+        built = build_index(gallery_n, normalised=True, spec=spec)
+        similarity, neighbours = built.search(queries_n, k)
+    if (neighbours < 0).any():
+        row = int(np.flatnonzero((neighbours < 0).any(axis=1))[0])
+        raise ValueError(f"{spec.kind} index found fewer than k={k} neighbours for query {row} "
+                         f"(nprobe={spec.nprobe} of nlist={spec.cells(len(gallery_n))} cells): raise "
+                         f"geo.knn_nprobe or lower geo.knn_nlist")
     return neighbours.astype(np.int64, copy=False), similarity
 
 

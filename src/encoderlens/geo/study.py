@@ -6,6 +6,7 @@ Every function takes arrays and tables and returns tables; the workflow scripts 
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import h5py
@@ -15,8 +16,10 @@ import pandas as pd
 from .distance import geolocation_metrics, geoscore, haversine_latlon
 from .gallery import group_size_histogram, random_gallery, representative_gallery
 from .geometry import anisotropy, cosine_vs_distance
-from .knn import knn_geolocate, knn_search, split_gallery_queries, weighted_location
+from .knn import KnnIndex, knn_geolocate, knn_search, split_gallery_queries, weighted_location
 from .places_lookup import PlaceIndex, admin_accuracy, predicted_places
+
+log = logging.getLogger(__name__)
 
 ADMIN_LEVELS = {"country": ("cc", "country"), "region": ("admin1", "region"),
                 "sub-region": ("admin2", "sub-region"), "city": ("name", "city")}
@@ -37,6 +40,21 @@ def read_features(path, names: Sequence[str]) -> tuple[list[str], dict[str, np.n
     return ids, features
 
 
+def open_features(path, names: Sequence[str]) -> tuple[list[str], dict[str, h5py.Dataset]]:
+    """`read_features` without reading the matrices: the named datasets of an open embeddings.h5
+    (read-only; the file stays open while a dataset is referenced), for streamed probes."""
+    handle = h5py.File(path, "r")
+    ids = [i.decode() if isinstance(i, bytes) else i for i in handle["ids"][()]]
+    features = {}
+    for name in names:
+        if name == "layers" and "layers" in handle:
+            for layer in sorted(handle["layers"], key=int):
+                features[f"layers/{layer}"] = handle[f"layers/{layer}"]
+        elif name in handle:
+            features[name] = handle[name]
+    return ids, features
+
+
 def aligned_manifest(manifest: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
     """The manifest rows in the embedding file's order; an id missing from the manifest is an error."""
     table = manifest.assign(image_id=manifest["image_id"].astype(str)).set_index("image_id")
@@ -50,29 +68,62 @@ def _latlon(table: pd.DataFrame) -> np.ndarray:
     return table[["latitude", "longitude"]].to_numpy(dtype=float)
 
 
+PREDICTION_COLUMNS = ["image_id", "features", "method", "pred_latitude", "pred_longitude", "distance_km",
+                      "geoscore", "neighbour_id", "similarity", "pred_country"]
+
+
+def knn_plan(n_images: int, query_fraction: float, k: int) -> tuple[int, str]:
+    """(k the search can use, note): k is clamped to the gallery size, with a note saying so; below
+    two images there is no split, k is 0 and the note says why."""
+    if n_images < 2:
+        return 0, (f"not computable: {n_images} image(s); kNN needs at least 2 (one gallery image, "
+                   f"one query)")
+    n_queries = min(max(int(round(n_images * query_fraction)), 1), n_images - 1)
+    gallery = n_images - n_queries
+    if k > gallery:
+        return gallery, (f"geo.knn_k = {k} clamped to {gallery}, the gallery size ({n_images} images, "
+                         f"{n_queries} held out as queries)")
+    return k, ""
+
+
 def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.DataFrame,
-              query_fraction: float, k: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+              query_fraction: float, k: int, seed: int,
+              index: KnnIndex | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(metrics per features × method, per-query predictions) of kNN geolocation on one split.
 
     Methods: `top1` (the nearest gallery image's location) and `weighted_top{k}` (similarity-weighted
     spherical mean of the k nearest). Admin levels through the place of `places` (the admin table,
     `encoderlens.data.geonames.ADMIN_COLUMNS`) that OSV-5M's labelling rule picks for the
     prediction: reverse_geocoder's nearest place (`places_lookup`, rule "reverse_geocoder").
+    Every row records the `k` used and a `note`: a k above the gallery size is clamped to it (note
+    says so, the method is named by the k used); with fewer than 2 images there is nothing to split,
+    and each features set gets rows with computable False and NaN metrics. `index`: exact search
+    (default) or an approximate faiss index (`KnnIndex`, config `geo.knn_index`).
     """
+    used, note = knn_plan(len(table), query_fraction, k)
+    if used == 0:
+        log.warning("kNN: %s", note)
+        metrics = pd.DataFrame([{"features": name, "method": method, "n": 0, "k": 0, "computable": False,
+                                 "note": note} for name in features for method in ("top1", f"weighted_top{k}")])
+        return metrics, pd.DataFrame({column: [] for column in PREDICTION_COLUMNS})
+    if note:
+        log.warning("kNN: %s", note)
+    k = used
     gallery_rows, query_rows = split_gallery_queries(len(table), query_fraction, seed)
-    index = PlaceIndex(places, rule="reverse_geocoder")
+    place_index = PlaceIndex(places, rule="reverse_geocoder")
     latlon = _latlon(table)
     truth = table.iloc[query_rows].reset_index(drop=True)
     metrics, predictions = [], []
     for name, matrix in features.items():
         # one search serves both methods: the top-1 neighbour is the first of the k
-        neighbours, similarity = knn_search(matrix[gallery_rows], matrix[query_rows], k=k)
+        neighbours, similarity = knn_search(matrix[gallery_rows], matrix[query_rows], k=k, index=index)
         located = latlon[gallery_rows][neighbours]  # (Q, k, 2)
         methods = {"top1": located[:, 0].copy(),
                    f"weighted_top{k}": weighted_location(located, similarity)}
         for method, pred in methods.items():
-            row = {"features": name, "method": method, **geolocation_metrics(pred, latlon[query_rows])}
-            nearest = predicted_places(pred, places, index)
+            row = {"features": name, "method": method, **geolocation_metrics(pred, latlon[query_rows]),
+                   "k": k, "computable": True, "note": note}
+            nearest = predicted_places(pred, places, place_index)
             for level, result in admin_accuracy(nearest, truth, ADMIN_LEVELS).items():
                 row[f"{level}_accuracy"] = result["accuracy"]
                 row[f"{level}_compared"] = result["compared"]
@@ -89,27 +140,53 @@ def knn_study(features: dict[str, np.ndarray], table: pd.DataFrame, places: pd.D
 
 
 def geometry_study(features: dict[str, np.ndarray], table: pd.DataFrame, n_pairs: int, seed: int,
-                   bins_km: Sequence[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(summary per features: correlations, cosine distribution, anisotropy; cosine per distance bin)."""
+                   bins_km: Sequence[float], max_rows: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary per features: correlations, cosine distribution, anisotropy; cosine per distance bin).
+
+    The correlations use `n_pairs` sampled pairs; the anisotropy measures a seeded sample of at most
+    `max_rows` rows (None: all; `n` in the summary says how many), so the cost stays flat as the
+    dataset grows."""
     summary, bins = [], []
     latlon = _latlon(table)
     n_pairs = min(n_pairs, len(table) * (len(table) - 1) // 2)
+    if len(table) < 2:
+        note = f"not computable: {len(table)} image(s); pairs need at least 2"
+        log.warning("geometry: %s", note)
+        return (pd.DataFrame([{"features": name, "n_pairs": 0, "n": len(table), "computable": False,
+                               "note": note} for name in features]),
+                pd.DataFrame({column: [] for column in ("lo_km", "hi_km", "count", "cosine_mean",
+                                                        "cosine_std", "features")}))
+    rows = None
+    if max_rows is not None and len(table) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(len(table), size=max_rows, replace=False))
     for name, matrix in features.items():
         result = cosine_vs_distance(matrix, latlon, n_pairs=n_pairs, seed=seed, bins_km=bins_km)
         bins.append(result.pop("bins").assign(features=name))
-        summary.append({"features": name, **result, **anisotropy(matrix)})
+        spread = anisotropy(matrix if rows is None else matrix[rows])
+        summary.append({"features": name, **result, **spread, "computable": True, "note": ""})
     return pd.DataFrame(summary), pd.concat(bins, ignore_index=True)
 
 
 def gallery_study(matrix: np.ndarray, table: pd.DataFrame, size: int, seeds: Sequence[int],
-                  query_fraction: float, group_columns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  query_fraction: float, group_columns: Sequence[str],
+                  max_rows: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kNN GeoScore of a representative vs a random gallery of the same size, per seed; group sizes).
 
     Queries are held out first; both galleries are drawn from the remaining images, so they compete
-    on the same queries.
+    on the same queries. Above `max_rows` images the study runs on a seeded sample of that many (the
+    group-size histogram still counts every image), so its cost stays flat as the dataset grows.
     """
+    histogram = group_size_histogram(table, group_columns)
+    if max_rows is not None and len(table) > max_rows:
+        keep = np.sort(np.random.default_rng(min(seeds, default=0)).choice(len(table), size=max_rows,
+                                                                            replace=False))
+        matrix, table = matrix[keep], table.iloc[keep].reset_index(drop=True)
     latlon = _latlon(table)
     rows = []
+    if len(table) < 2:
+        log.warning("gallery study: not computable with %d image(s)", len(table))
+        return (pd.DataFrame(columns=["seed", "gallery", "size", "queries", "geoscore", "median_km"]),
+                histogram)
     for seed in seeds:
         pool, queries = split_gallery_queries(len(table), query_fraction, seed)
         take = min(size, len(pool))
@@ -124,4 +201,4 @@ def gallery_study(matrix: np.ndarray, table: pd.DataFrame, size: int, seeds: Seq
             metrics = geolocation_metrics(pred, latlon[queries])
             rows.append({"seed": seed, "gallery": kind, "size": len(gallery), "queries": len(queries),
                          "geoscore": metrics["geoscore"], "median_km": metrics["median_km"]})
-    return pd.DataFrame(rows), group_size_histogram(table, group_columns)
+    return pd.DataFrame(rows), histogram

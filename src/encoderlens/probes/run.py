@@ -11,6 +11,7 @@ import pandas as pd
 from .data import split_level, standardize
 from .linear import fit_logistic
 from .metrics import macro_f1, majority_top1, topk_accuracy
+from .streaming import DEFAULT_CHUNK_ROWS, RowStream, fit_logistic_streaming, stream_moments, streamed_predictions
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ COLUMNS = ["level", "features", "n_classes", "n_train", "n_test", "dropped_sampl
 def run_probes(features: Mapping[str, np.ndarray], labels: pd.DataFrame,
                levels: Sequence[str] = DEFAULT_LEVELS, min_per_class: int = 2, test_size: float = 0.2,
                seed: int = 0, C: float = 1.0, device: str = "auto", max_iter: int = 1000,
-               tol: float = 1e-5, dtype: str = "float32") -> pd.DataFrame:
+               tol: float = 1e-5, dtype: str = "float32", stream_rows: int | None = None,
+               chunk_rows: int = DEFAULT_CHUNK_ROWS) -> pd.DataFrame:
     """One row per (level, features): a multinomial logistic probe on standardised features.
 
     features: name -> (N, D) array, rows in the order of `labels` (e.g. "cls", "mean", "layers/7"
@@ -45,6 +47,11 @@ def run_probes(features: Mapping[str, np.ndarray], labels: pd.DataFrame,
 
     top1/top5: accuracy of the argmax / of the five highest scores; macro_f1 over the classes in the
     test set; majority_top1: the most frequent training class predicted for every test sample.
+
+    Large sets: features may be on-disk arrays (h5py datasets). A level with more than `stream_rows`
+    training rows (None: never) is fitted by `fit_logistic_streaming`, the same objective and solver
+    with the rows read and standardised in blocks of `chunk_rows`; smaller ones are read into memory
+    and fitted full-batch by `fit_logistic`.
     """
     n = len(labels)
     for name, array in features.items():
@@ -76,6 +83,11 @@ def run_probes(features: Mapping[str, np.ndarray], labels: pd.DataFrame,
         y_test = split.labels[split.test]
         majority = majority_top1(y_train, y_test)
         for name, array in features.items():
+            if stream_rows is not None and len(split.train) > stream_rows:
+                rows.append(dict(base, **_streamed_probe(array, split, y_train, y_test, C, max_iter, tol,
+                                                         device, seed, dtype, chunk_rows),
+                                 features=name, majority_top1=majority))
+                continue
             array = np.asarray(array)
             X_train, X_test = standardize(array[split.train], array[split.test])
             probe = fit_logistic(X_train, y_train, C=C, max_iter=max_iter, tol=tol, device=device,
@@ -88,3 +100,19 @@ def run_probes(features: Mapping[str, np.ndarray], labels: pd.DataFrame,
                              majority_top1=majority, probeable=True, n_iter=probe.n_iter,
                              converged=probe.converged, note=""))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _streamed_probe(source, split, y_train, y_test, C, max_iter, tol, device, seed, dtype, chunk_rows) -> dict:
+    """The metrics of one streamed probe (`fit_logistic_streaming`), test rows scored block by block."""
+    train = RowStream(source, split.train, chunk_rows)
+    mean, std = stream_moments(train)
+    probe = fit_logistic_streaming(train, y_train, C=C, max_iter=max_iter, tol=tol, device=device,
+                                   seed=seed, dtype=dtype, mean=mean, std=std)
+    y_index = np.searchsorted(probe.classes, y_test)  # every test class is a training class
+    best, top5_hits = streamed_predictions(probe, RowStream(source, split.test, chunk_rows), y_index, mean, std)
+    y_pred = probe.classes[best]
+    log.info("streamed probe: %d training rows in blocks of %d, %d iterations", len(split.train),
+             chunk_rows, probe.n_iter)
+    return dict(top1=float(np.mean(y_pred == y_test)), top5=top5_hits / len(y_test),
+                macro_f1=macro_f1(y_test, y_pred), probeable=True, n_iter=probe.n_iter,
+                converged=probe.converged, note="")

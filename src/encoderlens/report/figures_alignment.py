@@ -9,6 +9,10 @@ mean received attention) one layer per model and method: the last stored layer, 
 `layer_rule="best"` the layer of highest mean IoU at the reference threshold (chosen on the same
 images it is reported on, so optimistic; the caption says so). Head -1, the mean over heads, is
 used throughout: per-head figures come from the per-feature tables (`figures_heads`).
+
+Small samples: rows of the summary flagged `small_n` (n below the config's `stats.min_n`) are marked
+with a dagger in the leaderboard, carried as `small_n` in every figure's CSV, and counted in the
+captions, which say their CIs rest on too few images to be read as intervals.
 """
 
 from __future__ import annotations
@@ -27,6 +31,23 @@ METRICS = {"iou": "mean IoU", "coverage": "coverage (share of attention mass in 
 BASELINE = "baseline"
 HEAD_MEAN = -1
 KEYS = ["model", "variant", "method"]
+SMALL_N_MARK = " \u2020"  # a dagger after the label of an entry flagged small_n
+
+
+def _small_n(table: pd.DataFrame) -> pd.Series:
+    """The summary's `small_n` flag (all False for a summary written before the flag existed)."""
+    if "small_n" not in table:
+        return pd.Series(False, index=table.index)
+    return table["small_n"].fillna(False).astype(bool)
+
+
+def small_n_caption(flagged: int, total: int, min_n: int | None, what: str = "entries") -> str:
+    """The caption's warning when `flagged` of `total` plotted entries rest on too few images."""
+    if not flagged:
+        return ""
+    below = f"fewer than {min_n} images (stats.min_n)" if min_n else "fewer images than stats.min_n"
+    return (f" Caution: {flagged} of {total} {what} rest on {below}; their bootstrap CIs say little "
+            f"about the population.")
 
 
 def _clean(summary: pd.DataFrame) -> pd.DataFrame:
@@ -38,6 +59,7 @@ def _clean(summary: pd.DataFrame) -> pd.DataFrame:
     table["layer"] = table["layer"].astype(int)
     table["head"] = table["head"].astype(int)
     table["threshold"] = table["threshold"].astype(float)
+    table["small_n"] = _small_n(table)
     return table
 
 
@@ -100,6 +122,10 @@ def leaderboard_table(summary: pd.DataFrame, threshold: float, layer_rule: str =
             first = values.iloc[0] if len(values) else None
             for stat in ("mean", "ci_low", "ci_high", "n"):
                 row[f"{metric}_{stat}"] = float(first[stat]) if first is not None else float("nan")
+            row[f"{metric}_small_n"] = bool(first["small_n"]) if first is not None else False
+        row["small_n"] = any(row[f"{metric}_small_n"] for metric in METRICS)
+        if row["small_n"]:
+            row["label"] += SMALL_N_MARK
         rows.append(row)
     board = pd.DataFrame(rows)
     if board.empty:
@@ -111,7 +137,8 @@ def leaderboard_table(summary: pd.DataFrame, threshold: float, layer_rule: str =
 
 
 @styled
-def plot_leaderboard(summary: pd.DataFrame, threshold: float, layer_rule: str = "last") -> Plot:
+def plot_leaderboard(summary: pd.DataFrame, threshold: float, layer_rule: str = "last",
+                     min_n: int | None = None) -> Plot:
     """Horizontal bars, best first (top), with 95% CIs: IoU at the threshold, coverage, pointing game."""
     board = leaderboard_table(summary, threshold, layer_rule)
     metrics = [m for m in METRICS if len(board) and board[f"{m}_mean"].notna().any()] or ["iou"]
@@ -163,6 +190,9 @@ def plot_leaderboard(summary: pd.DataFrame, threshold: float, layer_rule: str = 
         f"{layer_text}; heads averaged. Bars: mean over images (up to n = {n_images}); whiskers: 95% "
         f"percentile-bootstrap CI over images. Hatched white bars: baselines (random, centred "
         f"Gaussian, Sobel) scored the same way.")
+    flagged = int(board["small_n"].sum())
+    if flagged:
+        caption += small_n_caption(flagged, len(board), min_n) + " They are marked \u2020."
     return Plot(figure, board, caption)
 
 
@@ -229,7 +259,7 @@ def _label_outer(axes, columns: int, count: int, xlabel: str, ylabel: str) -> No
 
 
 @styled
-def plot_iou_by_layer(summary: pd.DataFrame, threshold: float) -> Plot:
+def plot_iou_by_layer(summary: pd.DataFrame, threshold: float, min_n: int | None = None) -> Plot:
     """Mean IoU per layer (head mean) with 95% CIs: one panel per model, one series per method and
     variant, each CI a whisker dodged beside the others (bands of several series hid each other), the
     baselines in every panel."""
@@ -265,16 +295,19 @@ def plot_iou_by_layer(summary: pd.DataFrame, threshold: float) -> Plot:
         axes[0].set_xticks(layers if len(layers) <= 16 else layers[::2])
     _label_outer(axes, columns, len(models), "layer (0 = first block)", f"mean IoU at {threshold:g}% mass")
     _figure_legend(figure, axes)
-    data = pd.concat([rows, baselines], ignore_index=True)[SUMMARY_COLUMNS]
+    data = pd.concat([rows, baselines], ignore_index=True)[SUMMARY_COLUMNS + ["small_n"]]
     caption = (f"Mean IoU with the expert boxes per layer, heads averaged, at the {threshold:g}% mass "
                f"threshold, one panel per model; whiskers: 95% percentile-bootstrap CI over images, the "
                f"series set slightly apart at each layer so that none hides another. Grey horizontal "
                f"lines: baselines (the same in every panel). Line style marks the variant (solid: frozen).")
+    points = data.drop_duplicates(KEYS + ["layer", "threshold"])
+    caption += small_n_caption(int(points["small_n"].sum()), len(points), min_n, "plotted points")
     return Plot(figure, data, caption)
 
 
 @styled
-def plot_threshold_sensitivity(summary: pd.DataFrame, threshold: float, layer_rule: str = "last") -> Plot:
+def plot_threshold_sensitivity(summary: pd.DataFrame, threshold: float, layer_rule: str = "last",
+                               min_n: int | None = None) -> Plot:
     """Mean IoU against the mass threshold, one panel per model (its methods at their chosen layer)."""
     table = _clean(summary)
     layers = chosen_layers(table, threshold, layer_rule)
@@ -306,10 +339,12 @@ def plot_threshold_sensitivity(summary: pd.DataFrame, threshold: float, layer_ru
     _label_outer(axes, columns, len(models), "mass threshold (% of attention)", "mean IoU")
     # one legend beside the panels: inside a panel it covered the curves
     _figure_legend(figure, axes)
-    data = pd.concat([picked, baselines], ignore_index=True)[SUMMARY_COLUMNS]
+    data = pd.concat([picked, baselines], ignore_index=True)[SUMMARY_COLUMNS + ["small_n"]]
     caption = (f"Mean IoU against the attention-mass threshold (the share of attention mass the "
                f"scored region holds), per model, heads averaged, per-layer methods at "
                f"{'the last stored layer' if layer_rule == 'last' else 'their best layer'} (the layer of "
                f"each line is in the numbers, column layer); bands: 95% bootstrap CI over images; grey: "
                f"baselines. The vertical line marks {threshold:g}%, the threshold of the leaderboard.")
+    points = data.drop_duplicates(KEYS + ["layer", "threshold"])
+    caption += small_n_caption(int(points["small_n"].sum()), len(points), min_n, "plotted points")
     return Plot(figure, data, caption)

@@ -29,6 +29,9 @@ import numpy as np
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95
+# Rows resting on fewer images than this are flagged `small_n`: a bootstrap CI or a p-value from a
+# handful of images says little (with n = 2 the percentile CI is spanned by two values).
+DEFAULT_MIN_N = 10
 # resampled means held at once: chunk rows x n_resamples float64 (64 MB at the default)
 MEANS_PER_CHUNK = 8_000_000
 

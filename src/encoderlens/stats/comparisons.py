@@ -17,6 +17,8 @@ metric, threshold), and Holm's correction runs over the tests of one family:
   layer chosen on the frozen model), difference = variant - frozen (delta IoU).
 Coverage and the pointing game do not depend on the threshold: when a metric's scores are
 identical across thresholds for every map it is compared once, with threshold NaN.
+`small_n`: True where the test rests on fewer than `min_n` image pairs (config `stats.min_n`); its
+CI and p-values are reported but say little.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bootstrap_mean_ci
+from .bootstrap import DEFAULT_CONFIDENCE, DEFAULT_MIN_N, DEFAULT_RESAMPLES, bootstrap_mean_ci
 from .paired import TEST_COLUMNS, holm, paired_tests
 from .scores import MAP_KEYS, ScoreMatrix
 
@@ -38,7 +40,7 @@ DEFAULT_METHOD_PREFERENCE = ("cls", "mean", "gradcam")
 
 _STATISTICS = ["n_pairs", "n_dropped", "mean_a", "mean_b", "mean_diff", "diff_ci_low", "diff_ci_high",
                "sd_diff", "t", "p_ttest", "wilcoxon_w", "p_wilcoxon", "cohens_dz", "family_size",
-               "p_ttest_holm", "p_wilcoxon_holm", "reject_ttest", "reject_wilcoxon", "note"]
+               "p_ttest_holm", "p_wilcoxon_holm", "reject_ttest", "reject_wilcoxon", "note", "small_n"]
 MODEL_COMPARISON_COLUMNS = ["family", "kind", "variant", "scope", "layer_choice", "metric", "threshold",
                             "model_a", "method_a", "layer_a", "model_b", "method_b", "layer_b",
                             *_STATISTICS]
@@ -130,7 +132,7 @@ def _same_threshold(frame: pd.DataFrame, threshold) -> pd.DataFrame:
 
 
 def _finish(pending: _Pending, matrix: ScoreMatrix, columns: list[str], alpha: float, n_resamples: int,
-            confidence: float, seed: int) -> pd.DataFrame:
+            confidence: float, seed: int, min_n: int) -> pd.DataFrame:
     if not pending.rows:
         return pd.DataFrame({column: [] for column in columns})
     table = pending.tested(matrix, n_resamples, confidence, seed)
@@ -141,6 +143,7 @@ def _finish(pending: _Pending, matrix: ScoreMatrix, columns: list[str], alpha: f
     table["reject_ttest"] = False
     table["reject_wilcoxon"] = False
     table["family_size"] = table.groupby("family")["family"].transform("size").astype(np.int64)
+    table["small_n"] = table["n_pairs"] < min_n
     for _, members in table.groupby("family", sort=False).groups.items():
         for test in ("ttest", "wilcoxon"):
             adjusted, reject = holm(table.loc[members, f"p_{test}"].to_numpy(dtype=np.float64), alpha)
@@ -161,7 +164,7 @@ def model_comparisons(matrix: ScoreMatrix, metrics: Iterable[str], kinds: Iterab
                       layer_choices: Iterable[str] = LAYER_CHOICES, scopes: Iterable[str] = ("primary",),
                       method_preference: Sequence[str] = DEFAULT_METHOD_PREFERENCE, alpha: float = 0.05,
                       n_resamples: int = DEFAULT_RESAMPLES, confidence: float = DEFAULT_CONFIDENCE,
-                      seed: int = 0) -> pd.DataFrame:
+                      seed: int = 0, min_n: int = DEFAULT_MIN_N) -> pd.DataFrame:
     """Model vs model and model vs baseline tests (MODEL_COMPARISON_COLUMNS)."""
     kinds = set(kinds)
     pending = _Pending()
@@ -193,14 +196,14 @@ def model_comparisons(matrix: ScoreMatrix, metrics: Iterable[str], kinds: Iterab
                             for map_b in reference.to_dict("records"):
                                 add(family, "baselines", variant, scope, choice, metric, threshold, map_a,
                                     map_b)
-    return _finish(pending, matrix, MODEL_COMPARISON_COLUMNS, alpha, n_resamples, confidence, seed)
+    return _finish(pending, matrix, MODEL_COMPARISON_COLUMNS, alpha, n_resamples, confidence, seed, min_n)
 
 
 def variant_comparisons(matrix: ScoreMatrix, metrics: Iterable[str], layer_choices: Iterable[str] = LAYER_CHOICES,
                         scopes: Iterable[str] = ("primary",),
                         method_preference: Sequence[str] = DEFAULT_METHOD_PREFERENCE, alpha: float = 0.05,
                         n_resamples: int = DEFAULT_RESAMPLES, confidence: float = DEFAULT_CONFIDENCE,
-                        seed: int = 0) -> pd.DataFrame:
+                        seed: int = 0, min_n: int = DEFAULT_MIN_N) -> pd.DataFrame:
     """Each fine-tuned variant against the frozen model on the same map (VARIANT_COMPARISON_COLUMNS).
     Empty while only frozen variants exist."""
     pending = _Pending()
@@ -227,7 +230,7 @@ def variant_comparisons(matrix: ScoreMatrix, metrics: Iterable[str], layer_choic
                                      "layer": int(reference["layer"]), "metric": metric,
                                      "threshold": reference["threshold"], "variant": variant,
                                      "reference": REFERENCE_VARIANT}, metric, lookup[key], reference["row"])
-    return _finish(pending, matrix, VARIANT_COMPARISON_COLUMNS, alpha, n_resamples, confidence, seed)
+    return _finish(pending, matrix, VARIANT_COMPARISON_COLUMNS, alpha, n_resamples, confidence, seed, min_n)
 
 
 __all__ = ["BASELINE_MODEL", "LAYER_CHOICES", "MODEL_COMPARISON_COLUMNS", "REFERENCE_VARIANT",

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from .bootstrap import DEFAULT_MIN_N
 from .comparisons import model_comparisons, variant_comparisons
 from .heads import head_feature_iou, head_rank_correlation, head_specialisation, top_heads
 from .scores import score_matrix
@@ -45,7 +46,7 @@ def alignment_statistics(paths: Sequence[str | Path], settings: dict) -> dict[st
     matrix = score_matrix(table, metrics=sorted(set(metrics) | set(compare["metrics"])),
                           source=", ".join(map(str, paths)))
     resampling = {"n_resamples": settings["n_resamples"], "confidence": settings["confidence"],
-                  "seed": settings["seed"]}
+                  "seed": settings["seed"], "min_n": settings.get("min_n", DEFAULT_MIN_N)}
     log.info("%d maps x %d images", len(matrix.keys), len(matrix.image_ids))
     summary = summarise_alignment(matrix, metrics, **resampling)
     shared = {"layer_choices": compare["layer_choices"], "scopes": compare["scopes"],

@@ -1,7 +1,8 @@
 """Mean IoU, coverage and pointing-game rate per map with a percentile bootstrap CI over images.
 
 One row per (model, variant, method, layer, head, threshold, metric): `n` usable images, `n_dropped`
-rows present but unusable (unscorable or NaN score), `mean`, `ci_low`, `ci_high`. Baselines are
+rows present but unusable (unscorable or NaN score), `mean`, `ci_low`, `ci_high`, and `small_n`: True
+where n < min_n (config `stats.min_n`), so the CI rests on too few images to be read as one. Baselines are
 summarised like any model (model "baseline"). Coverage and the pointing game do not depend on the
 threshold; their rows repeat across thresholds with identical numbers (identical rows are
 bootstrapped once).
@@ -14,15 +15,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bootstrap_mean_ci
+from .bootstrap import DEFAULT_CONFIDENCE, DEFAULT_MIN_N, DEFAULT_RESAMPLES, bootstrap_mean_ci
 from .scores import MAP_KEYS, METRICS, ScoreMatrix
 
-SUMMARY_COLUMNS = [*MAP_KEYS, "metric", "n", "n_dropped", "mean", "ci_low", "ci_high"]
+SUMMARY_COLUMNS = [*MAP_KEYS, "metric", "n", "n_dropped", "mean", "ci_low", "ci_high", "small_n"]
 
 
 def summarise_alignment(matrix: ScoreMatrix, metrics: Sequence[str] = METRICS,
                         n_resamples: int = DEFAULT_RESAMPLES, confidence: float = DEFAULT_CONFIDENCE,
-                        seed: int = 0) -> pd.DataFrame:
+                        seed: int = 0, min_n: int = DEFAULT_MIN_N) -> pd.DataFrame:
     metrics = list(metrics)
     columns = {name: [] for name in ("n", "n_dropped", "mean", "ci_low", "ci_high")}
     for metric in metrics:
@@ -42,4 +43,5 @@ def summarise_alignment(matrix: ScoreMatrix, metrics: Sequence[str] = METRICS,
         summary[name] = np.stack(per_metric, axis=1).ravel()
     summary["n"] = summary["n"].astype(np.int64)
     summary["n_dropped"] = summary["n_dropped"].astype(np.int64)
+    summary["small_n"] = summary["n"] < min_n
     return summary[SUMMARY_COLUMNS]
