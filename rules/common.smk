@@ -5,6 +5,8 @@ import json
 
 from snakemake.utils import validate
 
+from encoderlens.data.listing import listing_fingerprint, metadata_files
+
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
@@ -85,6 +87,25 @@ def dataset_folder(wildcards):
     if entry["source"] == "local":
         return entry["path"]
     return f"resources/datasets/{wildcards.dataset}"
+
+
+def dataset_inputs(wildcards):
+    """What a dataset's readers depend on. A local folder: its metadata files (building_parts.json,
+    test.csv, ...), whose modification times Snakemake compares; its images are covered by
+    dataset_listing. A folder the workflow makes (synthetic, download): the folder, its rule's output."""
+    entry = DATASETS[wildcards.dataset]
+    if entry["source"] == "local":
+        return metadata_files(entry["format"], entry["path"])
+    return dataset_folder(wildcards)
+
+
+def dataset_listing(wildcards):
+    """A local dataset's fingerprint (every file's path, size and modification time) as a params value:
+    an image added, removed or replaced in place makes the manifest stale. Computed at every DAG
+    build that includes the manifest (one stat per file; benchmarks/RESULTS.md). Folders the
+    workflow makes change only through their own rules: ""."""
+    entry = DATASETS[wildcards.dataset]
+    return listing_fingerprint(entry["path"]) if entry["source"] == "local" else ""
 
 
 def synthetic_params(wildcards):

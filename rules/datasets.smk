@@ -19,13 +19,15 @@ rule synthetic_dataset:
 
 rule manifest:
     input:
-        dataset_folder,
+        dataset_inputs,
     output:
         manifest="results/{dataset}/manifest.parquet",
         annotations="results/{dataset}/annotations.parquet",
         skipped="results/{dataset}/skipped.csv",
     params:
+        folder=dataset_folder,
         format=dataset_format,
+        listing=dataset_listing,
     log:
         "logs/datasets/{dataset}.manifest.log",
     resources:

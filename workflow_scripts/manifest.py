@@ -5,6 +5,6 @@ log_to(snakemake.log[0])
 from encoderlens.data.formats import read_dataset
 from encoderlens.data.manifest import write_manifest_outputs
 
-result = read_dataset(snakemake.params.format, snakemake.input[0])
+result = read_dataset(snakemake.params.format, snakemake.params.folder)
 write_manifest_outputs(result, snakemake.output.manifest, snakemake.output.annotations,
                        snakemake.output.skipped)

@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from encoderlens.data.images import image_problem
+from encoderlens.data.listing import METADATA_FILES
 from encoderlens.data.manifest import ManifestResult, read_csv_keep_na, require_columns, skipped_frame
 
 REQUIRED_COLUMNS = ["id", "caption"]
 OPTIONAL_COLUMNS = ["entity", "language", "country", "image", "subset"]
 MANIFEST_COLUMNS = ["image_id", "path", "split", "caption", "entity", "language", "country_true"]
-TABLE_NAMES = ("captions.csv", "captions.parquet")
+TABLE_NAMES = METADATA_FILES["captions"]  # the first present is read
 
 
 def caption_table_path(root) -> Path:
