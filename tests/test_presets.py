@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
+from encoderlens.data.listing import metadata_files
 
 PRESETS = sorted(path.name for path in (REPO / "presets").glob("*.yaml"))
 
@@ -40,8 +41,10 @@ def test_a_preset_plans_its_whole_dag_offline(workflow_copy, preset, monkeypatch
         monkeypatch.setenv(variable, "http://127.0.0.1:9")
     config = yaml.safe_load((REPO / "presets" / preset).read_text())
     for entry in config["datasets"].values():
-        if entry["source"] == "local":  # the user's own data, e.g. a caption table
-            (workflow_copy / entry["path"]).mkdir(parents=True)
+        if entry["source"] == "local":  # the user's own data, e.g. a caption table: its metadata
+            (workflow_copy / entry["path"]).mkdir(parents=True)  # files are the manifest's inputs
+            for path in metadata_files(entry["format"], workflow_copy / entry["path"]):
+                open(path, "w").close()
     result = snakemake(workflow_copy, "--dry-run", "--cores", "8", "--configfile",
                        f"presets/{preset}", timeout=120)
     output = result.stdout + result.stderr
