@@ -69,9 +69,18 @@ def _fingerprint(settings: dict, model_folder, strategy: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _read_marker(marker: Path) -> str | None:
+    """The settings hash a work folder was made for; None when missing or unreadable (a power loss
+    can leave it empty): the folder is then discarded like one made under other settings."""
+    try:
+        return json.loads(marker.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _prepare_workdir(work: Path, fingerprint: str) -> None:
     marker = work / FINGERPRINT
-    if work.exists() and (not marker.exists() or json.loads(marker.read_text())["sha256"] != fingerprint):
+    if work.exists() and _read_marker(marker) != fingerprint:
         print(f"discarding checkpoints in {work}: written under other settings", file=sys.stderr)
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
