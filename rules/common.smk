@@ -113,16 +113,27 @@ def synthetic_params(wildcards):
     return {"format": entry["format"], **entry["synthetic"]}
 
 
+def _archive_limits():
+    """The archive size limits the config sets (archives:), as safe_extract's keywords. Only those set
+    join the download params, so a config that sets none leaves the downloads' params as they were."""
+    settings, limits = config["archives"], {}
+    if settings["max_unpacked_ratio"] is not None:
+        limits["max_ratio"] = settings["max_unpacked_ratio"]
+    if settings["max_unpacked_gb"] is not None:
+        limits["max_bytes"] = int(settings["max_unpacked_gb"] * 10**9)
+    return {"archive_limits": limits} if limits else {}
+
+
 def osv5m_download_params(wildcards):
     settings = DATASETS[wildcards.dataset]["download"]
     keys = ("repo_id", "revision", "shards", "sample_count", "sample_seed", "stratify")
-    return {key: settings[key] for key in keys}
+    return {key: settings[key] for key in keys} | _archive_limits()
 
 
 def wikichurches_download_params(wildcards):
     settings = DATASETS[wildcards.dataset]["download"]
     keys = ("base_url", "api_url", "checksums", "images", "keep_archive")
-    return {key: settings[key] for key in keys}
+    return {key: settings[key] for key in keys} | _archive_limits()
 
 
 def dataset_format(wildcards):

@@ -53,7 +53,7 @@ rule download_osv5m:
     wildcard_constraints:
         dataset=_alternatives(OSV5M_DOWNLOADS),
     localrule: True
-    retries: 2
+    retries: 0  # network failures are retried inside; a bad checksum or a refused archive stays bad
     conda:
         "../envs/analysis.yaml"
     script:
@@ -73,7 +73,7 @@ rule download_wikichurches:
     wildcard_constraints:
         dataset=_alternatives(WIKICHURCHES_DOWNLOADS),
     localrule: True
-    retries: 2
+    retries: 0  # network failures are retried inside; a bad checksum or a refused archive stays bad
     conda:
         "../envs/analysis.yaml"
     script:
