@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from encoderlens.extract.run import ImageFiles, resolve_device
 from encoderlens.models.registry import load_adapter
 from encoderlens.models.tuned import BACKBONE
+from encoderlens.tables import write_table
 
 from .lora import LoraSettings, save_lora_adapter
 from .strategies import LearningRates, count_parameters, prepare
@@ -161,9 +162,9 @@ def _write_outputs(prepared, history, metrics, task, out_folder: Path) -> None:
         save_lora_adapter(prepared.adapter.model, staging / "adapter")
     elif prepared.strategy == "full":
         save_file({k: v.contiguous() for k, v in prepared.tuned_state().items()}, staging / BACKBONE)
-    pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "val_accuracy", "lr"]).to_csv(
-        staging / "history.csv", index=False)
-    task[["image_id", "church_id", "class_name", "role"]].to_csv(staging / "split.csv", index=False)
+    write_table(pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "val_accuracy", "lr"]),
+                staging / "history.csv")
+    write_table(task[["image_id", "church_id", "class_name", "role"]], staging / "split.csv")
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")
     shutil.rmtree(out_folder, ignore_errors=True)
     os.replace(staging, out_folder)
