@@ -4,11 +4,13 @@ robustness section recover a run killed with SIGKILL, and a YTE config runs Pyth
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO
 
 SNAKEFILE = """
@@ -30,13 +32,16 @@ def snakemake(workdir, *args):
                           text=True, timeout=120)
 
 
-def test_the_readme_commands_recover_a_killed_run(tmp_path):
+@pytest.mark.parametrize("profile", [True, False])
+def test_the_readme_commands_recover_a_killed_run(tmp_path, profile):
     commands = [line.split("#")[0].split() for line in readme_section("Robustness").splitlines()
                 if line.strip().startswith("snakemake ")]
     assert [command[1] for command in commands] == ["--unlock", "--cores"], commands
     assert "--rerun-incomplete" in commands[1]
 
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    if profile:  # the workflow's own, loaded automatically (it sets rerun-incomplete)
+        shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
     (tmp_path / "slow").touch()
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=tmp_path,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -50,7 +55,10 @@ def test_the_readme_commands_recover_a_killed_run(tmp_path):
 
     stuck = snakemake(tmp_path, "--cores", "1")
     assert stuck.returncode != 0
-    assert "IncompleteFilesException" in stuck.stderr and "--rerun-incomplete" in stuck.stderr
+    if profile:
+        assert "Directory cannot be locked" in stuck.stderr and "--unlock" in stuck.stderr
+    else:
+        assert "IncompleteFilesException" in stuck.stderr and "--rerun-incomplete" in stuck.stderr
     for command in commands:
         result = snakemake(tmp_path, *command[1:])
         assert result.returncode == 0, result.stderr[-2000:]
