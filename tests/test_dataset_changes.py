@@ -89,5 +89,8 @@ def test_reading_the_dataset_changes_nothing(local_run, tmp_path):
     # the fingerprint reads no file and the manifest job reads images without touching them
     folder = local_run / "data/churches"
     assert listing_fingerprint(folder) == listing_fingerprint(folder)
-    paths = metadata_files("wikichurches", folder)
-    assert [os.path.basename(path) for path in paths] == ["building_parts.json", "churches.json"]
+    names = {os.path.basename(path) for path in metadata_files("wikichurches", folder)}
+    assert {"building_parts.json", "churches.json"} <= names <= {"building_parts.json", "churches.json",
+                                                                  "image_meta.json"}
+    assert all((folder / name).is_file() for name in names)  # only those present
+    assert metadata_files("captions", folder) == [str(folder / "captions.csv")]  # none: named missing

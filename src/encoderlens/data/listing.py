@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-# The metadata files each layout's reader reads (the images are covered by the fingerprint). For
+# The metadata files each layout's reader may read (the images are covered by the fingerprint). For
 # captions the first present is read (captions.csv, else captions.parquet).
 METADATA_FILES = {
-    "wikichurches": ("building_parts.json", "churches.json"),
+    "wikichurches": ("building_parts.json", "churches.json", "image_meta.json"),
     "osv5m": ("test.csv",),
     "captions": ("captions.csv", "captions.parquet"),
 }
@@ -26,14 +26,16 @@ ANY_OF = {"captions"}  # layouts that read one of their metadata files, not all
 
 
 def metadata_files(dataset_format: str, root) -> list[str]:
-    """The metadata files of a dataset folder, as paths to declare as inputs. Where a layout reads
-    one of several names, the first present (or the first, so that a missing table is named)."""
+    """The metadata files of a dataset folder that exist, as paths to declare as inputs (where a
+    layout reads one of several names, the first present). With none present, the first name, so
+    that Snakemake names the missing file; a missing one the reader needs fails the manifest job
+    with the reader's own error, and its appearance changes the fingerprint."""
     names = METADATA_FILES.get(dataset_format, ())
     paths = [os.path.join(str(root), name) for name in names]
+    present = [path for path in paths if os.path.isfile(path)]
     if dataset_format in ANY_OF:
-        present = [path for path in paths if os.path.isfile(path)]
-        return present[:1] or paths[:1]
-    return paths
+        present = present[:1]
+    return present or paths[:1]
 
 
 def listing_fingerprint(root) -> str:
