@@ -4,7 +4,8 @@
 
 Runs in a fresh copy of the workflow with no data and no checkpoints: hub models have no snapshots
 and downloads have not run, yet the dry run must plan every job. The captions dataset of the preset is
-a local folder; an empty placeholder stands in for it (a dry run reads no file). `--copies N` also
+a local folder; a placeholder with an empty caption table stands in for it (a dry run reads no file
+but lists the folder). `--copies N` also
 times the preset with every model entered N times under new names (same hub ids), so the DAG reaches
 the thousand jobs a full study with more encoders has. Reports wall time and CPU time (user + system
 of the snakemake process): on a loaded machine the wall time mostly measures waiting for a core.
@@ -26,6 +27,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import copy_workflow  # noqa: E402
+
+sys.path.insert(0, str(REPO / "src"))
+from encoderlens.data.listing import metadata_files  # noqa: E402
 
 
 def multiplied(config, copies):
@@ -65,6 +69,8 @@ def main():
     workdir = copy_workflow(Path(tempfile.mkdtemp(prefix="dry_run_")) / "workflow")
     preset = yaml.safe_load((workdir / "presets" / "paper.yaml").read_text())
     (workdir / preset["datasets"]["captions"]["path"]).mkdir(parents=True, exist_ok=True)
+    for path in metadata_files("captions", workdir / preset["datasets"]["captions"]["path"]):
+        open(path, "w").close()
     rows = []
     for copies in args.copies:
         configfile = workdir / f"paper_x{copies}.yaml"

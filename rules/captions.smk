@@ -9,10 +9,11 @@ include: "captions_common.smk"
 
 rule caption_table:
     input:
-        dataset_folder,
+        dataset_inputs,
     output:
         "results/{dataset}/captions/captions.parquet",
     params:
+        folder=dataset_folder,
         default_language=lambda wildcards: CAPTIONS["default_language"],
     log:
         "logs/captions/{dataset}/table.log",

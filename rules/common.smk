@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from encoderlens.data.local_layout import local_dataset_problem
 from encoderlens.models.snapshot import hub_offline, snapshot_problem
+from encoderlens.data.listing import listing_fingerprint, metadata_files
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -140,21 +141,51 @@ def dataset_folder(wildcards):
     return f"resources/datasets/{wildcards.dataset}"
 
 
+def dataset_inputs(wildcards):
+    """What a dataset's readers depend on. A local folder: its metadata files (building_parts.json,
+    test.csv, ...), whose modification times Snakemake compares; its images are covered by
+    dataset_listing. A folder the workflow makes (synthetic, download): the folder, its rule's output."""
+    entry = DATASETS[wildcards.dataset]
+    if entry["source"] == "local":
+        return metadata_files(entry["format"], entry["path"])
+    return dataset_folder(wildcards)
+
+
+def dataset_listing(wildcards):
+    """A local dataset's fingerprint (every file's path, size and modification time) as a params value:
+    an image added, removed or replaced in place makes the manifest stale. Computed at every DAG
+    build that includes the manifest (one stat per file; benchmarks/RESULTS.md). Folders the
+    workflow makes change only through their own rules: ""."""
+    entry = DATASETS[wildcards.dataset]
+    return listing_fingerprint(entry["path"]) if entry["source"] == "local" else ""
+
+
 def synthetic_params(wildcards):
     entry = DATASETS[wildcards.dataset]
     return {"format": entry["format"], **entry["synthetic"]}
 
 
+def _archive_limits():
+    """The archive size limits the config sets (archives:), as safe_extract's keywords. Only those set
+    join the download params, so a config that sets none leaves the downloads' params as they were."""
+    settings, limits = config["archives"], {}
+    if settings["max_unpacked_ratio"] is not None:
+        limits["max_ratio"] = settings["max_unpacked_ratio"]
+    if settings["max_unpacked_gb"] is not None:
+        limits["max_bytes"] = int(settings["max_unpacked_gb"] * 10**9)
+    return {"archive_limits": limits} if limits else {}
+
+
 def osv5m_download_params(wildcards):
     settings = DATASETS[wildcards.dataset]["download"]
     keys = ("repo_id", "revision", "shards", "sample_count", "sample_seed", "stratify")
-    return {key: settings[key] for key in keys}
+    return {key: settings[key] for key in keys} | _archive_limits()
 
 
 def wikichurches_download_params(wildcards):
     settings = DATASETS[wildcards.dataset]["download"]
     keys = ("base_url", "api_url", "checksums", "images", "keep_archive")
-    return {key: settings[key] for key in keys}
+    return {key: settings[key] for key in keys} | _archive_limits()
 
 
 def dataset_format(wildcards):

@@ -19,13 +19,15 @@ rule synthetic_dataset:
 
 rule manifest:
     input:
-        dataset_folder,
+        dataset_inputs,
     output:
         manifest="results/{dataset}/manifest.parquet",
         annotations="results/{dataset}/annotations.parquet",
         skipped="results/{dataset}/skipped.csv",
     params:
+        folder=dataset_folder,
         format=dataset_format,
+        listing=dataset_listing,
     log:
         "logs/datasets/{dataset}.manifest.log",
     resources:
@@ -51,7 +53,7 @@ rule download_osv5m:
     wildcard_constraints:
         dataset=_alternatives(OSV5M_DOWNLOADS),
     localrule: True
-    retries: 2
+    retries: 0  # network failures are retried inside; a bad checksum or a refused archive stays bad
     conda:
         "../envs/analysis.yaml"
     script:
@@ -71,7 +73,7 @@ rule download_wikichurches:
     wildcard_constraints:
         dataset=_alternatives(WIKICHURCHES_DOWNLOADS),
     localrule: True
-    retries: 2
+    retries: 0  # network failures are retried inside; a bad checksum or a refused archive stays bad
     conda:
         "../envs/analysis.yaml"
     script:

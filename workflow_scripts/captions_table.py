@@ -4,4 +4,4 @@ log_to(snakemake.log[0])
 
 from encoderlens.captions import jobs
 
-jobs.caption_table_job(snakemake.input[0], snakemake.output[0], snakemake.params.default_language)
+jobs.caption_table_job(snakemake.params.folder, snakemake.output[0], snakemake.params.default_language)

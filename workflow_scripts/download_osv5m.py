@@ -13,4 +13,5 @@ fetch_osv5m(
     sample_count=settings["sample_count"],
     seed=settings["sample_seed"],
     stratify=settings["stratify"],
+    archive_limits=settings.get("archive_limits"),
 )

@@ -16,4 +16,5 @@ fetch_wikichurches(
     sizes=sizes,
     images=settings["images"],
     keep_archive=settings["keep_archive"],
+    archive_limits=settings.get("archive_limits"),
 )

@@ -8,7 +8,7 @@ from encoderlens.data.formats import read_dataset
 from encoderlens.data.images import pixel_summary
 from encoderlens.data.manifest import write_manifest_outputs
 
-result = read_dataset(snakemake.params.format, snakemake.input[0])
-logging.getLogger("encoderlens.manifest").info("%s: %s", snakemake.input[0], pixel_summary(result.manifest))
+result = read_dataset(snakemake.params.format, snakemake.params.folder)
+logging.getLogger("encoderlens.manifest").info("%s: %s", snakemake.params.folder, pixel_summary(result.manifest))
 write_manifest_outputs(result, snakemake.output.manifest, snakemake.output.annotations,
                        snakemake.output.skipped)

@@ -11,6 +11,37 @@ from pathlib import Path
 import pandas as pd
 
 
+# A spreadsheet reads a cell that begins with one of these as a formula (OWASP, "CSV Injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every text cell that a spreadsheet would run as a formula prefixed with a quote
+    ("=1+1" -> "'=1+1"). Numbers are left as they are, in numeric columns and as text ("-1.5")."""
+    def neutralise(value):
+        if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
+            return "'" + value
+        return value
+
+    text_columns = [column for column in frame.columns
+                    if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column])]
+    if not text_columns:
+        return frame
+    frame = frame.copy()
+    for column in text_columns:
+        values = [neutralise(value) for value in frame[column]]  # None and NaN stay as they are
+        frame[column] = pd.Series(values, index=frame.index, dtype=frame[column].dtype)
+    return frame
+
+
 def write_table(frame: pd.DataFrame, path) -> None:
     # Write beside the target and rename, so a crashed job never leaves a half-written table that
     # looks complete to Snakemake or to a reader.
@@ -22,8 +53,8 @@ def write_table(frame: pd.DataFrame, path) -> None:
     try:
         if path.suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
-        elif path.suffix in (".csv", ".tsv"):
-            frame.to_csv(tmp, index=False, sep="\t" if path.suffix == ".tsv" else ",")
+        elif path.suffix in (".csv", ".tsv"):  # meant to be opened in a spreadsheet too
+            spreadsheet_safe(frame).to_csv(tmp, index=False, sep="\t" if path.suffix == ".tsv" else ",")
         else:
             raise ValueError(f"{path}: unsupported table format {path.suffix!r} (use .parquet or .csv)")
         os.replace(tmp, path)

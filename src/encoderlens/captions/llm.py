@@ -2,7 +2,9 @@
 
 - POST {base_url}/chat/completions with {"model", "messages", "temperature": 0}; the API key comes
   from the environment variable the config names and goes only into the Authorization header. It is
-  never logged, and any text that leaves this module (errors, raw replies) has it redacted.
+  never logged, and any text that leaves this module (errors, replies: parsed, raw or cached) has it
+  redacted; a reply is redacted as soon as it arrives, so an endpoint that echoes the key cannot put
+  it into the mentions, the statuses or the cache.
 - Batched: one request carries up to `batch_size` captions as a JSON list; the reply must be one JSON
   object {"results": [{"id": ..., ...}, ...]} (a ```json fence around it is tolerated, nothing else).
 - On-disk cache: one file per request, named by the SHA-256 of (model, messages); a second run with
@@ -96,13 +98,16 @@ class ChatClient:
         key = self.cache_key(messages)
         cached = self._cached(key)
         if cached is not None:
+            cached = self._clean(cached)  # a cache written before replies were redacted
             return parse(cached), cached, True
-        reply = self._post(messages)
+        # an endpoint that echoes the request (or misbehaves) can put the key in the reply itself:
+        # redacted before it is parsed, so it reaches neither the mentions, the statuses nor the cache
+        reply = self._clean(self._post(messages))
         try:
             parsed = parse(reply)
         except ValueError as error:
             log.warning("llm reply did not parse (%s); recorded raw", self._clean(error))
-            return None, self._clean(reply), False
+            return None, reply, False
         self._store(key, messages, reply)
         return parsed, reply, False
 

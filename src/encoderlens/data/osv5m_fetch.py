@@ -103,7 +103,8 @@ def draw_sample(rows: pd.DataFrame, count: int | None, seed: int, stratify: str 
 
 def fetch_osv5m(dest: str | Path, repo_id: str = OSV5M_REPO, *, revision: str,
                 shards: tuple[int, ...] = (0, 1, 2, 3, 4), sample_count: int | None = None,
-                seed: int = 0, stratify: str | None = "country", token: str | None = None) -> Path:
+                seed: int = 0, stratify: str | None = "country", token: str | None = None,
+                archive_limits: dict | None = None) -> Path:
     """Download OSV-5M's test split (csv + image `shards`) at `revision` and write `dest`, keeping
     `sample_count` images drawn with `seed` (stratified by `stratify`, a csv column, or uniformly).
 
@@ -140,12 +141,17 @@ def fetch_osv5m(dest: str | Path, repo_id: str = OSV5M_REPO, *, revision: str,
 
     temporary = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(temporary, ignore_errors=True)
-    for shard in shards:
-        ids = [i for i in sample["id"] if shard_of[i] == shard]
-        if ids:
-            # safe_extract refuses the whole shard if any member is absolute, has '..' or is a link
-            safe_extract(local[shard_path(shard)], temporary / "images" / SPLIT / f"{shard:02d}",
-                         members=[members[i] for i in ids], flatten=True)
+    try:
+        for shard in shards:
+            ids = [i for i in sample["id"] if shard_of[i] == shard]
+            if ids:
+                # safe_extract refuses the whole shard if any member is absolute, has '..' or is a
+                # link, or if the sampled members declare more bytes than archive_limits allow
+                safe_extract(local[shard_path(shard)], temporary / "images" / SPLIT / f"{shard:02d}",
+                             members=[members[i] for i in ids], flatten=True, **(archive_limits or {}))
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)  # nothing half-extracted is left behind
+        raise
     (temporary / "images" / SPLIT).mkdir(parents=True, exist_ok=True)
     sample.to_csv(temporary / f"{SPLIT}.csv", index=False)
     # the commit a branch name resolved to, and how the sample was drawn

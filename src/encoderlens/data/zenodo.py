@@ -106,13 +106,15 @@ def fetch_wikichurches(dest, base_url: str = BASE_URL, checksums: dict[str, str]
                        images: Literal["annotated", "annotated+pool"] = "annotated",
                        retries: int = 5, *, keep_archive: bool = True, backoff: float = 0.5,
                        timeout: float = 60, chunk_size: int = 1 << 20,
-                       headers: dict | None = None) -> Path:
+                       headers: dict | None = None, archive_limits: dict | None = None) -> Path:
     """Download WikiChurches into `dest` and extract the study's images; returns `dest`.
 
     checksums/sizes: by file name ("md5:<hex>" as Zenodo lists them, see `zenodo_file_info`);
     files without an entry are checked only against the server's Content-Length.
     keep_archive=False deletes `<dest>.download/` (images.zip included) after success.
     retries, backoff, timeout, chunk_size, headers: passed to `download_file` for every file.
+    archive_limits: `max_ratio` / `max_bytes` for `safe_extract` (its defaults where absent); a refused
+    archive leaves no temporary folder behind.
     A `dest` already fetched with the same `images` is returned untouched; one fetched with the other
     set is rebuilt; a non-empty `dest` not made by this function raises FileExistsError.
     """
@@ -144,10 +146,14 @@ def fetch_wikichurches(dest, base_url: str = BASE_URL, checksums: dict[str, str]
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted extraction
     tmp.mkdir(parents=True)
-    for name in METADATA_FILES:
-        shutil.copy2(cache / name, tmp / name)
-    written = safe_extract(archive, tmp / "images", flatten=True,
-                           select=lambda member: PurePosixPath(member.replace("\\", "/")).name in wanted)
+    try:
+        for name in METADATA_FILES:
+            shutil.copy2(cache / name, tmp / name)
+        written = safe_extract(archive, tmp / "images", flatten=True, **(archive_limits or {}),
+                               select=lambda member: PurePosixPath(member.replace("\\", "/")).name in wanted)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     missing = sorted(wanted - {path.name for path in written})
     if missing:
         log.warning("%s: %d wanted images are not in %s, e.g. %s", dest, len(missing), archive,

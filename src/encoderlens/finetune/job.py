@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from encoderlens.extract.run import ImageFiles, resolve_device
 from encoderlens.models.registry import load_adapter
 from encoderlens.models.tuned import BACKBONE
+from encoderlens.tables import write_table
 
 from .lora import LoraSettings, save_lora_adapter
 from .strategies import LearningRates, count_parameters, prepare
@@ -69,9 +70,18 @@ def _fingerprint(settings: dict, model_folder, strategy: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _read_marker(marker: Path) -> str | None:
+    """The settings hash a work folder was made for; None when missing or unreadable (a power loss
+    can leave it empty): the folder is then discarded like one made under other settings."""
+    try:
+        return json.loads(marker.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _prepare_workdir(work: Path, fingerprint: str) -> None:
     marker = work / FINGERPRINT
-    if work.exists() and (not marker.exists() or json.loads(marker.read_text())["sha256"] != fingerprint):
+    if work.exists() and _read_marker(marker) != fingerprint:
         print(f"discarding checkpoints in {work}: written under other settings", file=sys.stderr)
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -158,9 +168,9 @@ def _write_outputs(prepared, history, metrics, task, out_folder: Path) -> None:
         save_lora_adapter(prepared.adapter.model, staging / "adapter")
     elif prepared.strategy == "full":
         save_file({k: v.contiguous() for k, v in prepared.tuned_state().items()}, staging / BACKBONE)
-    pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "val_accuracy", "lr"]).to_csv(
-        staging / "history.csv", index=False)
-    task[["image_id", "church_id", "class_name", "role"]].to_csv(staging / "split.csv", index=False)
+    write_table(pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "val_accuracy", "lr"]),
+                staging / "history.csv")
+    write_table(task[["image_id", "church_id", "class_name", "role"]], staging / "split.csv")
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")
     shutil.rmtree(out_folder, ignore_errors=True)
     os.replace(staging, out_folder)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import sys
+import zipfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ import torch.nn.functional as F
 from .strategies import Prepared
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = ("model", "head", "optimiser", "scheduler", "torch_rng", "history", "best",
+                   "since_best", "epoch", "seconds", "seen")
 
 
 @dataclass(frozen=True)
@@ -105,10 +109,53 @@ def evaluate(prepared: Prepared, load: Callable[[np.ndarray], torch.Tensor], lab
 
 
 def save_checkpoint(payload: dict, path: Path) -> None:
-    """torch.save to a temporary sibling, then rename: a kill never leaves half a checkpoint."""
+    """torch.save to a temporary sibling, flushed to disk (fsync), then renamed: neither a kill nor a
+    power loss leaves half a checkpoint under the final name."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(f"{path}: could not write the checkpoint ({error})") from error
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable where the platform allows opening a folder
+        descriptor = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError:
+        pass
+
+
+def load_checkpoint(path: Path, required: tuple[str, ...], map_location="cpu") -> dict | None:
+    """The checkpoint at `path`, or None when there is none or it cannot be used: an empty, truncated
+    or corrupt file, or one lacking a `required` key, is deleted with a log line naming it, and the
+    training starts over (with the same seed it ends with the same weights, only later)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:  # torch's zip format; its reader skips the CRCs
+            damaged = archive.testzip()
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        missing = [key for key in required if key not in state]
+        problem = (f"member {damaged} fails its CRC check" if damaged
+                   else f"lacks {missing}" if missing else None)
+    except (EOFError, RuntimeError, ValueError, TypeError, AttributeError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as error:
+        problem = f"unreadable ({type(error).__name__}: {error})"
+    if problem is None:
+        return state
+    print(f"{path}: checkpoint {problem}; discarded, training restarts from epoch 0", file=sys.stderr)
+    path.unlink()
+    return None
 
 
 def _restore(prepared: Prepared, state: dict) -> None:
@@ -144,9 +191,12 @@ def train(prepared: Prepared, load_train: Callable[[np.ndarray], torch.Tensor], 
             "head": {k: v.clone() for k, v in prepared.head.state_dict().items()}}
     since_best, start, seconds, seen = 0, 0, 0.0, 0
     checkpoint = workdir / CHECKPOINT
-    if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        _restore(prepared, saved["model"])
+    saved = load_checkpoint(checkpoint, CHECKPOINT_KEYS)
+    if saved is not None:
+        try:
+            _restore(prepared, saved["model"])
+        except ValueError as error:
+            raise ValueError(f"{checkpoint}: {error}") from error
         prepared.head.load_state_dict(saved["head"])
         optimiser.load_state_dict(saved["optimiser"])
         scheduler.load_state_dict(saved["scheduler"])

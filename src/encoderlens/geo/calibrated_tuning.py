@@ -22,12 +22,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from encoderlens.finetune.training import save_checkpoint, warmup_cosine
+from encoderlens.finetune.training import load_checkpoint, save_checkpoint, warmup_cosine
 
 from .calibration import TargetCurve
 from .distance import haversine_km
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = ("parameters", "optimiser", "scheduler", "torch_rng", "history", "epoch")
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ def train(embed: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[to
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(total, warmup_fraction=0.1))
     history, start = [], 0
     checkpoint = workdir / CHECKPOINT
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
+    state = load_checkpoint(checkpoint, CHECKPOINT_KEYS, map_location=None)
+    if state is not None:
+        if len(state["parameters"]) != len(parameters):
+            raise ValueError(f"{checkpoint}: holds {len(state['parameters'])} tensors, the model trains "
+                             f"{len(parameters)}")
         with torch.no_grad():
             for parameter, saved in zip(parameters, state["parameters"]):
                 parameter.copy_(saved)

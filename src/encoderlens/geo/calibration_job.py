@@ -19,7 +19,7 @@ import torch
 from encoderlens.extract.run import ImageFiles, resolve_device
 from encoderlens.finetune.lora import LoraSettings, save_lora_adapter, wrap_with_lora
 from encoderlens.models.registry import load_adapter
-from encoderlens.tables import atomic_folder
+from encoderlens.tables import atomic_folder, write_table
 
 from .calibrated_tuning import CalibrationSettings, train
 from .calibration import fit_target_curve
@@ -83,7 +83,7 @@ def calibrate(manifest_path, frozen_embeddings, model_folder, family: str, image
 
     with atomic_folder(out_folder) as staging:
         save_lora_adapter(adapter.model, staging / "adapter")
-        history.to_csv(staging / "history.csv", index=False)
+        write_table(history, staging / "history.csv")
         curve.to_table().to_parquet(staging / "target_curve.parquet")
         (staging / "training.json").write_text(json.dumps(
             {"feature": feature, "train_images": int(len(gallery)),
