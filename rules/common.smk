@@ -5,6 +5,11 @@ import json
 
 from snakemake.utils import validate
 
+from encoderlens.config_check import check_config
+
+# one short line per problem, naming the key (Snakemake's own message prints the whole schema), then
+# Snakemake's validation, which fills the defaults
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
@@ -395,7 +400,7 @@ def stats_targets():
 
 def all_targets():
     manifests = [f"results/{dataset}/manifest.parquet" for dataset in DATASETS]
-    return ([GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()
+    return ([PREFLIGHT, GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()
             + geo_targets() + dashboard_targets() + finetune_targets() + caption_targets()
             + figure_targets() + stats_targets())
 
@@ -465,3 +470,23 @@ def dashboard_inputs(wildcards):
                        f"results/{dataset}/{model}/frozen/geometry.parquet"]
     inputs += [path for path in map(_caption_distributions, CAPTION_DATASETS) if path]
     return inputs
+
+
+# ---- preflight ---------------------------------------------------------------------------------
+PREFLIGHT = "results/preflight.txt"
+
+
+def preflight_plan(wildcards):
+    """What the run will download, write and compute, for the checks before it starts."""
+    return {
+        "root": ".",
+        "datasets": {name: {"images": dataset_images(name), "source": entry["source"], "format": entry["format"],
+                            "models": list(entry["models"]),
+                            "passes": {model: len(variants_of(name, model)) for model in entry["models"]}}
+                     for name, entry in DATASETS.items()},
+        "models": {name: {"source": entry["source"], "hub_id": entry.get("hub_id"), "family": entry["family"],
+                          "device": entry["device"], "all_layers": entry["attention_layers"] == "all",
+                          "folder": f"resources/models/{name}"}
+                   for name, entry in MODELS.items()},
+        "seconds_per_image": EXTRACTION_SECONDS_PER_IMAGE,
+    }

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -14,3 +14,4 @@ fetch_osv5m(
     seed=settings["sample_seed"],
     stratify=settings["stratify"],
 )
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -17,3 +17,4 @@ fetch_wikichurches(
     images=settings["images"],
     keep_archive=settings["keep_archive"],
 )
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -10,3 +10,4 @@ from encoderlens.report.figures_captions import plot_caption_continents
 plot = plot_caption_continents(pd.read_parquet(snakemake.input.distributions))
 save_plot(plot, *(snakemake.output[f"continents_{kind}"] for kind in ("png", "svg", "data", "caption")),
           dpi=snakemake.params.figures["dpi"])
+log_done(snakemake.output)

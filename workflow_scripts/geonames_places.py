@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -11,3 +11,4 @@ write_places_table(
     dump_url=settings["dump_url"],
     min_population=settings["min_population"],
 )
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -8,3 +8,4 @@ from encoderlens.data.manifest import write_manifest_outputs
 result = read_dataset(snakemake.params.format, snakemake.input[0])
 write_manifest_outputs(result, snakemake.output.manifest, snakemake.output.annotations,
                        snakemake.output.skipped)
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -17,3 +17,4 @@ probes = run_probes(features, table[settings["levels"]], levels=settings["levels
                     min_per_class=settings["min_per_class"], test_size=settings["test_size"],
                     seed=settings["seed"], C=settings["probe_C"], device=settings["device"])
 write_table(probes, snakemake.output[0])
+log_done(snakemake.output)

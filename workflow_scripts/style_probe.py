@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -12,3 +12,4 @@ table = style_probe(snakemake.input.embeddings, pd.read_parquet(snakemake.input.
                     model=snakemake.wildcards.model, features=settings["features"], folds=settings["folds"],
                     C=settings["C"], seed=settings["seed"])
 write_table(table, snakemake.output[0])
+log_done(snakemake.output)
