@@ -440,6 +440,7 @@ def dashboard_layout(wildcards):
             "thresholds": ALIGNMENT["thresholds"],
             "analysis_size": ALIGNMENT["analysis_size"],
             "summary": _stats_summary(dataset),
+            "reference_threshold": figure_threshold(),
         }
     return {
         "annotated": annotated,
@@ -465,10 +466,17 @@ def dashboard_inputs(wildcards):
         inputs += [path for path in [_stats_summary(dataset)] if path]
     for dataset in GEO_DATASETS:
         for model in DATASETS[dataset]["models"]:
-            inputs += [f"results/{dataset}/{model}/probes.parquet",
-                       f"results/{dataset}/{model}/frozen/knn.parquet",
-                       f"results/{dataset}/{model}/frozen/geometry.parquet"]
+            inputs.append(f"results/{dataset}/{model}/probes.parquet")
+            variants = [v for v in variants_of(dataset, model) if v in ("frozen", CALIBRATED)]
+            inputs += [f"results/{dataset}/{model}/{variant}/{name}.parquet" for variant in variants
+                       for name in ("knn", "knn_predictions", "geometry", "geometry_bins", "gallery")]
+            if CALIBRATED in variants:
+                inputs.append(f"results/{dataset}/{model}/calibration.parquet")
     inputs += [path for path in map(_caption_distributions, CAPTION_DATASETS) if path]
+    for dataset in CAPTION_DATASETS:
+        if _caption_distributions(dataset):
+            tables = (f"results/{dataset}/captions/{name}.parquet" for name in ("evaluation", "diversity"))
+            inputs += [path for path in tables if _made_by_a_rule(path)]
     return inputs
 
 

@@ -111,7 +111,7 @@ def canvas_pixels(page, variant: str) -> np.ndarray:
     image taints the canvas for getImageData)."""
     import io
 
-    png = page.locator(f"#page-image .panel[data-variant='{variant}'] canvas").screenshot()
+    png = page.locator(f"#page-image .panel[data-variant='{variant}'] canvas.overlay").screenshot()
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
@@ -128,4 +128,12 @@ def expected_scores(table: pd.DataFrame, image_id: str, selection: dict) -> dict
     assert len(rows) == 1, rows
     row = rows.iloc[0]
     text = lambda v: "n/a" if np.isnan(v) else format(v, ".4f")  # noqa: E731
-    return {"iou": text(row.iou), "coverage": text(row.coverage), "pointing": text(row.pointing_hit)}
+    return {"iou": text(row.iou), "coverage": text(row.coverage), "pointing": pointing_text(row.pointing_hit)}
+
+
+def pointing_text(value: float) -> str:
+    """The pointing game as the page prints it: hit or miss, a share only for tied maxima."""
+    if np.isnan(value):
+        return "n/a"
+    code = int(format(value, ".4f").replace(".", ""))
+    return {10000: "hit", 0: "miss"}.get(code, f"{format(value, '.4f')} of tied maxima")
