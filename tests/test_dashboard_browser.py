@@ -258,8 +258,8 @@ def test_geo_and_caption_charts_without_overflow_or_internals(study, page, tmp_p
     page.wait_for_function("() => document.body.dataset.ready === '1'")
     geo = page.locator("#page-geo")
     # probes: 2 models x 2 features x 2 probeable levels (city is not), each with a whisker and a tick
-    assert geo.locator("svg.chart rect.bar[data-group='country']").count() == 4
-    assert geo.locator("svg.chart rect.bar").count() >= 8 + 6  # probes, gallery study bars
+    assert geo.locator("svg.chart rect.column[data-group='country']").count() == 4
+    assert geo.locator("svg.chart rect.column").count() >= 8 + 6  # probes, gallery study bars
     assert geo.locator("svg.chart polyline.series").count() == 3 + 3  # GeoScore and cosine: 3 series each
     text = page.inner_text("#page-geo")
     assert "n_iter" not in text and "converged" not in text  # the fit's internals sit in closed details
@@ -270,6 +270,6 @@ def test_geo_and_caption_charts_without_overflow_or_internals(study, page, tmp_p
     page.goto(f"file://{site}/index.html#captions")
     captions = page.locator("#page-captions")
     assert captions.locator("tr.unknown td").first.inner_text() == "Unknown"
-    assert captions.locator("svg.chart rect.bar").count() == 3 + 4  # accuracy per subset; Vendi 2 x 2
+    assert captions.locator("svg.chart rect.column").count() == 3 + 4  # accuracy per subset; Vendi 2 x 2
     assert "Unknown (no place found or resolved): 2 (0.200)" in page.inner_text("#page-captions")
     _no_overflow(page)

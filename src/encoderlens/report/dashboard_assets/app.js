@@ -214,14 +214,14 @@ const encoderlens = (() => {
     for (const child of children) node.append(child);
     return node;
   }
-  function select(name, options, value, onChange) {
+  function select(name, options, value, onChange, label = name.replace(/-\d+$/, "")) {
     const node = element("select", { name, id: `select-${name}` });
     for (const [optionValue, label] of options) {
       node.append(element("option", { value: String(optionValue), text: label }));
     }
     if (options.some(([v]) => String(v) === String(value))) node.value = String(value);
     node.addEventListener("change", () => onChange(node.value, name));
-    return element("label", {}, [name, node]);
+    return element("label", {}, [label, node]);
   }
   function showError(message) {
     const node = $("#error");
@@ -823,7 +823,7 @@ const encoderlens = (() => {
         if (v === null || v === undefined) return;
         const x = f.m.left + groupW * g + groupW * 0.1 + barW * k;
         f.svg.append(svgNode("rect", { x, y: f.sy(Math.max(v, y[0])), width: barW * 0.9, height: Math.max(0, f.sy(y[0]) - f.sy(v)),
-                                       fill: SERIES[k % SERIES.length], class: "bar", "data-group": group,
+                                       fill: SERIES[k % SERIES.length], class: "column", "data-group": group,
                                        "data-series": name, "data-value": v }, undefined));
         f.svg.lastChild.append(svgNode("title", {}, `${name} · ${group}: ${number(v, 3)}`));
         const lo = low ? low(group, name) : null, hi = high ? high(group, name) : null;
@@ -912,7 +912,7 @@ const encoderlens = (() => {
         const top = Math.max(0.05, ...series.flatMap((s) => s.points.map((p) => p.y)));
         section.append(element("h4", { text: "kNN geolocation: GeoScore of the held-out queries" }),
           element("div", { class: "controls" }, [select(`geo-method-${g}`, methods.map((m) => [m, m]), view.method,
-            (value) => { view.method = value; renderGeo(); })]),
+            (value) => { view.method = value; renderGeo(); }, "kNN prediction")]),
           lineChart({ series, steps: true, xLabel: "GeoScore (5000 = exact, 0 = far)", yLabel: "share of queries",
                       x: [0, 5000], y: [0, Math.min(1, top * 1.1)] }),
           legend(names));
