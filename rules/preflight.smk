@@ -1,6 +1,8 @@
 # Before a long run: disk, tokens for gated models, a GPU where the CPU would take days. It has the
-# highest priority, so it is the first job scheduled; `snakemake --until preflight` runs it alone.
-# It fails only on what would certainly fail later; the rest are warnings in its table.
+# highest priority and holds every core for its few seconds, so it is the first job and runs alone
+# (no download starts beside it); `snakemake --until preflight` runs nothing else. It fails only on
+# what would certainly fail later; the rest are warnings in its table. No job depends on its output,
+# so rerunning it (a new config) makes nothing stale.
 rule preflight:
     output:
         PREFLIGHT,
@@ -11,6 +13,7 @@ rule preflight:
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(5),
+    threads: workflow.cores
     priority: 1000
     localrule: True
     conda:
