@@ -13,7 +13,8 @@ rule preflight:
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(5),
-    threads: workflow.cores
+    # every core of this run (--cores); with a cluster executor and no --cores, one
+    threads: lambda wildcards: workflow.resource_settings.cores or 1
     priority: 1000
     localrule: True
     conda:
