@@ -113,7 +113,7 @@ def test_another_config_after_the_demo_keeps_the_demo_pages(demo_run, tmp_path):
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["datasets"] = {"demo_streets": config["datasets"]["demo_streets"]}
     (run / "streets.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(run, "--cores", "2", "--configfile", "streets.yaml", "results/dashboard", timeout=600)
+    result = snakemake(run, "results/dashboard", "--cores", "2", "--configfile", "streets.yaml", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (index,) = registered(run / "results" / "dashboard" / "data" / "index.js")
     assert [(d["name"], d["earlier"]) for d in index["datasets"]] == [("demo_churches", True)]
