@@ -489,7 +489,11 @@ const encoderlens = (() => {
     const bar = element("canvas", { width: "256", height: "10", title: "viridis" });
     const ctx = bar.getContext("2d");
     for (let i = 0; i < 256; i++) { ctx.fillStyle = colour(i / 255); ctx.fillRect(i, 0, 1, 10); }
-    const value = (v) => (Math.abs(v) >= 0.01 || v === 0 ? v.toFixed(3) : v.toExponential(2));
+    // enough significant digits that the two ends differ (a tiny model's maps span 0.0147 .. 0.0153)
+    let digits = 3;
+    while (digits < 8 && prepared.hi > prepared.lo &&
+           Number(prepared.lo.toPrecision(digits)) === Number(prepared.hi.toPrecision(digits))) digits += 1;
+    const value = (v) => String(Number(v.toPrecision(digits)));
     wrap.append(element("span", { class: "lo", text: value(prepared.lo) }), bar,
                 element("span", { class: "hi", text: value(prepared.hi) }),
                 element("span", { class: "cmap", text: "viridis, map value (attention weight)" }));
@@ -933,7 +937,8 @@ const encoderlens = (() => {
         section.append(element("h4", { text: "Embedding geometry: cosine similarity against distance" }),
           lineChart({ series, logX: true, xLabel: "distance between the two images (km, log scale)",
                       yLabel: "mean cosine", x: [Math.min(...xs), Math.max(...xs)],
-                      y: [Math.min(0, ...ys), Math.max(...ys, 0.1)] }),
+                      // the range of the means and bands, not from 0: cosines of one encoder often differ in the 2nd decimal
+                      y: [Math.max(-1, Math.min(...ys) - 0.02), Math.min(1, Math.max(...ys) + 0.02)] }),
           legend(names),
           element("p", { class: "note", text: "Mean cosine similarity of image pairs per distance bin (band: ±1 s.d.); " +
             "a curve falling with distance means the embedding orders images by place." }));
