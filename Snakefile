@@ -19,6 +19,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/resources.smk"
+include: "rules/preflight.smk"
 include: "rules/datasets.smk"
 include: "rules/models.smk"
 include: "rules/extract.smk"

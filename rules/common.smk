@@ -7,12 +7,15 @@ import os
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from encoderlens.config_check import check_config
+from encoderlens.data.listing import listing_fingerprint, metadata_files
 from encoderlens.data.local_layout import local_dataset_problem
 from encoderlens.models.snapshot import hub_offline, snapshot_problem
-from encoderlens.data.listing import listing_fingerprint, metadata_files
 
+# one short line per problem, naming the key (Snakemake's own message prints the whole schema), then
+# Snakemake's validation, which fills the defaults
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 validate(config, schema="../schemas/config.schema.yaml")
-
 
 
 def _datasets_in_place(datasets):
@@ -542,7 +545,7 @@ def stats_targets():
 
 def all_targets():
     manifests = [f"results/{dataset}/manifest.parquet" for dataset in DATASETS]
-    return ([GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()
+    return ([PREFLIGHT, GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()
             + geo_targets() + dashboard_targets() + finetune_targets() + caption_targets()
             + figure_targets() + stats_targets() + summary_targets())
 
@@ -582,6 +585,7 @@ def dashboard_layout(wildcards):
             "thresholds": ALIGNMENT["thresholds"],
             "analysis_size": ALIGNMENT["analysis_size"],
             "summary": _stats_summary(dataset),
+            "reference_threshold": figure_threshold(),
         }
     return {
         "annotated": annotated,
@@ -607,8 +611,35 @@ def dashboard_inputs(wildcards):
         inputs += [path for path in [_stats_summary(dataset)] if path]
     for dataset in GEO_DATASETS:
         for model in DATASETS[dataset]["models"]:
-            inputs += [f"results/{dataset}/{model}/probes.parquet",
-                       f"results/{dataset}/{model}/frozen/knn.parquet",
-                       f"results/{dataset}/{model}/frozen/geometry.parquet"]
+            inputs.append(f"results/{dataset}/{model}/probes.parquet")
+            variants = [v for v in variants_of(dataset, model) if v in ("frozen", CALIBRATED)]
+            inputs += [f"results/{dataset}/{model}/{variant}/{name}.parquet" for variant in variants
+                       for name in ("knn", "knn_predictions", "geometry", "geometry_bins", "gallery")]
+            if CALIBRATED in variants:
+                inputs.append(f"results/{dataset}/{model}/calibration.parquet")
     inputs += [path for path in map(_caption_distributions, CAPTION_DATASETS) if path]
+    for dataset in CAPTION_DATASETS:
+        if _caption_distributions(dataset):
+            tables = (f"results/{dataset}/captions/{name}.parquet" for name in ("evaluation", "diversity"))
+            inputs += [path for path in tables if _made_by_a_rule(path)]
     return inputs
+
+
+# ---- preflight ---------------------------------------------------------------------------------
+PREFLIGHT = "results/preflight.txt"
+
+
+def preflight_plan(wildcards):
+    """What the run will download, write and compute, for the checks before it starts."""
+    return {
+        "root": ".",
+        "datasets": {name: {"images": dataset_images(name), "source": entry["source"], "format": entry["format"],
+                            "models": list(entry["models"]),
+                            "passes": {model: len(variants_of(name, model)) for model in entry["models"]}}
+                     for name, entry in DATASETS.items()},
+        "models": {name: {"source": entry["source"], "hub_id": entry.get("hub_id"), "family": entry["family"],
+                          "device": entry["device"], "all_layers": entry["attention_layers"] == "all",
+                          "folder": f"resources/models/{name}"}
+                   for name, entry in MODELS.items()},
+        "seconds_per_image": EXTRACTION_SECONDS_PER_IMAGE,
+    }

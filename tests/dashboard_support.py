@@ -111,7 +111,7 @@ def canvas_pixels(page, variant: str) -> np.ndarray:
     image taints the canvas for getImageData)."""
     import io
 
-    png = page.locator(f"#page-image .panel[data-variant='{variant}'] canvas").screenshot()
+    png = page.locator(f"#page-image .panel[data-variant='{variant}'] canvas.overlay").screenshot()
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
@@ -128,4 +128,70 @@ def expected_scores(table: pd.DataFrame, image_id: str, selection: dict) -> dict
     assert len(rows) == 1, rows
     row = rows.iloc[0]
     text = lambda v: "n/a" if np.isnan(v) else format(v, ".4f")  # noqa: E731
-    return {"iou": text(row.iou), "coverage": text(row.coverage), "pointing": text(row.pointing_hit)}
+    return {"iou": text(row.iou), "coverage": text(row.coverage), "pointing": pointing_text(row.pointing_hit)}
+
+
+def pointing_text(value: float) -> str:
+    """The pointing game as the page prints it: hit or miss, a share only for tied maxima."""
+    if np.isnan(value):
+        return "n/a"
+    code = int(format(value, ".4f").replace(".", ""))
+    return {10000: "hit", 0: "miss"}.get(code, f"{format(value, '.4f')} of tied maxima")
+
+
+def write_geo_and_captions(results: Path, seed: int = 0) -> dict:
+    """Geo tables of two models (frozen; distcal for one) and caption tables, in the columns the geo and
+    caption stages write (probes.run.COLUMNS, geo.study, geo.calibration, captions.profile/diversity)."""
+    from encoderlens.probes.run import COLUMNS
+
+    rng = np.random.default_rng(seed)
+    for model in ("street_a", "street_b"):
+        folder = results / "streets" / model
+        rows = []
+        for level, n_test in [("country", 200), ("region", 180), ("city", 60)]:
+            for features in ("cls", "mean"):
+                rows.append({"level": level, "features": features, "n_classes": 7, "n_train": 3 * n_test,
+                             "n_test": n_test, "dropped_samples": 0, "top1": float(rng.uniform(0.2, 0.6)),
+                             "top5": 0.8, "macro_f1": 0.3, "majority_top1": 0.15, "probeable": level != "city",
+                             "dropped_classes": 0, "n_missing": 0, "stratified": True, "n_iter": 37,
+                             "converged": True, "note": ""})
+        folder.mkdir(parents=True, exist_ok=True)
+        write_table(pd.DataFrame(rows, columns=COLUMNS), folder / "probes.parquet")
+        for variant in (["frozen", "distcal"] if model == "street_a" else ["frozen"]):
+            base = folder / variant
+            knn = pd.DataFrame({"features": ["cls", "cls"], "method": ["top1", "weighted_top5"],
+                                "geoscore": [2100.5, 2300.25], "median_km": [812.0, 640.5],
+                                "country_accuracy": [0.31, 0.35], "country_compared": [50, 50]})
+            write_table(knn, base / "knn.parquet")
+            n = 50
+            distance = rng.gamma(1.0, 800.0, size=2 * n)
+            write_table(pd.DataFrame({"image_id": [f"q{i}" for i in range(2 * n)],
+                                      "features": "cls", "method": ["top1"] * n + ["weighted_top5"] * n,
+                                      "distance_km": distance, "geoscore": 5000 * np.exp(-distance / 1492.7)}),
+                        base / "knn_predictions.parquet")
+            write_table(pd.DataFrame({"features": ["cls"], "pearson_r": [-0.2], "n_iter": [5]}),
+                        base / "geometry.parquet")
+            edges = [0, 1, 10, 100, 1000, 10000, 20000]
+            write_table(pd.DataFrame({"lo_km": edges[:-1], "hi_km": edges[1:], "count": [0, 4, 30, 80, 60, 9],
+                                      "cosine_mean": [np.nan, 0.8, 0.7, 0.6, 0.5, 0.45],
+                                      "cosine_std": [np.nan, 0.05, 0.06, 0.07, 0.08, 0.1], "features": "cls"}),
+                        base / "geometry_bins.parquet")
+            write_table(pd.DataFrame({"seed": [0, 1, 0, 1], "gallery": ["random", "random", "stratified", "stratified"],
+                                      "size": 40, "queries": 10, "geoscore": [1800.0, 2000.0, 2200.0, 2500.0],
+                                      "median_km": [900.0, 800.0, 700.0, 600.0]}), base / "gallery.parquet")
+        if model == "street_a":
+            write_table(pd.DataFrame({"metric": ["geoscore", "median_km"], "frozen": [2100.5, 812.0],
+                                      "calibrated": [2400.0, 600.0], "change": [299.5, -212.0], "collapse": False}),
+                        folder / "calibration.parquet")
+    captions = results / "caps" / "captions"
+    captions.mkdir(parents=True, exist_ok=True)
+    write_table(pd.DataFrame({"entity": ["all"] * 4, "level": ["country"] * 4,
+                              "place": ["NA", "FR", "Unknown", "DE"], "count": [5, 3, 2, 0],
+                              "share": [0.5, 0.3, 0.2, 0.0]}), captions / "distributions.parquet")
+    write_table(pd.DataFrame({"scope": ["all", "subset", "subset"], "subset": ["", "cities", "rural"],
+                              "n": [10, 6, 4], "correct": [6, 5, 1], "accuracy": [0.6, 5 / 6, 0.25],
+                              "ci_low": [0.31, 0.44, 0.05], "ci_high": [0.83, 0.97, 0.70],
+                              "n_unknown": [2, 1, 1]}), captions / "evaluation.parquet")
+    write_table(pd.DataFrame({"entity": ["all", "church"], "country": ["", ""], "n": [10, 4],
+                              "vendi_image": [3.5, 2.0], "vendi_caption": [4.0, 1.5]}), captions / "diversity.parquet")
+    return {"geo": {"streets": ["street_a", "street_b"]}, "captions": ["caps"]}

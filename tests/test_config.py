@@ -42,7 +42,7 @@ def test_an_unknown_key_fails_naming_it(workflow_copy):
     write_config(workflow_copy, lambda c: c["models"]["tiny_clip"].update(batchsize=4))
     result = dry_run(workflow_copy)
     assert result.returncode != 0
-    assert "batchsize" in result.output and "was unexpected" in result.output
+    assert "models.tiny_clip.batchsize: unknown key; did you mean 'batch_size'?" in result.output
 
 
 def test_a_wrong_type_fails_naming_the_key(workflow_copy):

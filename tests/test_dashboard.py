@@ -232,3 +232,93 @@ def test_geo_and_caption_tables_travel_as_columns(tmp_path):
     assert geo["tables"]["knn"]["columns"]["median_km"] == [123.4]
     places = index["captions"][0]["distributions"]["columns"]["place"]
     assert places["levels"] == ["NA", "Unknown"]  # Namibia stays Namibia
+
+
+def _rows(payload) -> pd.DataFrame:
+    """A table as `dashboard_encode.columns` sends it, back as a frame (the twin of app.js rowsOf)."""
+    data = {name: (column if isinstance(column, list) else [column["levels"][c] for c in column["codes"]])
+            for name, column in payload["columns"].items()}
+    return pd.DataFrame(data)
+
+
+def test_datasets_of_earlier_runs_keep_their_pages(tmp_path):
+    """A preset run after the demo rebuilds the dashboard for the preset's datasets; the demo's
+    datasets, still under results/, keep their pages (read from the files they left)."""
+    from dashboard_support import write_geo_and_captions
+
+    write_study(tmp_path, seed=1)
+    (tmp_path / "results" / "demo").rename(tmp_path / "results" / "old_demo")
+    layout = write_study(tmp_path, seed=2)  # the current config names only "demo"
+    write_geo_and_captions(tmp_path / "results")
+    out = build_dashboard(layout, tmp_path / "dashboard", SETTINGS, results=tmp_path / "results")
+    (index,) = registered(out / "data" / "index.js")
+    assert [(d["name"], d["earlier"]) for d in index["datasets"]] == [("demo", False), ("old_demo", True)]
+    old = index["datasets"][1]
+    assert {m["name"]: m["variants"] for m in old["models"]} == MODELS
+    assert old["thresholds"] == THRESHOLDS and old["reference_threshold"] == 30.0
+    assert len(old["images"]) == N_IMAGES and all((out / image["data"]).exists() for image in old["images"])
+    assert [(g["dataset"], g["earlier"]) for g in index["geo"]] == [("streets", True)]
+    assert [(c["dataset"], c["earlier"]) for c in index["captions"]] == [("caps", True)]
+    # the same image of the earlier run shows the earlier run's scores
+    _, _, payload = registered(out / old["images"][0]["data"])
+    table = pd.read_parquet(tmp_path / "results" / "old_demo" / "vit_a" / "frozen" / "alignment.parquet")
+    entry = next(e for e in payload["entries"] if (e["model"], e["variant"], e["method"]) == ("vit_a", "frozen", "cls"))
+    layers, heads, _, _, _, scores = _decode_entry(entry, len(THRESHOLDS))
+    row = table[(table.image_id == "img0") & (table.method == "cls") & (table.layer == 3) & (table["head"] == 0) &
+                (table.threshold == 10.0)].iloc[0]
+    assert format_score(scores[np.flatnonzero((layers == 3) & (heads == 0))[0], 0]) == format(row.iou, ".4f")
+
+    alone = build_dashboard(layout, tmp_path / "alone", SETTINGS | {"earlier_runs": False}, results=tmp_path / "results")
+    (index,) = registered(alone / "data" / "index.js")
+    assert [d["name"] for d in index["datasets"]] == ["demo"] and index["geo"] == [] and index["captions"] == []
+
+
+def test_gallery_scores_and_reference_threshold(site):
+    root, out = site
+    (index,) = registered(out / "data" / "index.js")
+    dataset = index["datasets"][0]
+    assert dataset["reference_threshold"] == 30.0  # the middle of 10, 30, 50, as the figures take it
+    scores = dataset["gallery_scores"]
+    assert scores["keys"] == ["vit_a · frozen · cls", "vit_a · frozen · rollout", "vit_a · lora · cls",
+                              "vit_a · lora · rollout", "cnn_b · frozen · gradcam", "cnn_b · full · gradcam"]
+    key = scores["keys"].index("vit_a · lora · cls")
+    table = pd.read_parquet(root / "results" / "demo" / "vit_a" / "lora" / "alignment.parquet")
+    for image, values in zip(dataset["images"], scores["values"]):
+        row = table[(table.image_id == image["id"]) & (table.method == "cls") & (table.layer == 3) &
+                    (table["head"] == -1) & (table.threshold == 30.0)]
+        expected = row["iou"].iloc[0]
+        assert values[key] == (None if np.isnan(expected) else round(float(expected), 4))
+
+
+def test_geo_charts_carry_the_tables_numbers_and_keep_internals_aside(tmp_path):
+    from statsmodels.stats.proportion import proportion_confint
+
+    from dashboard_support import write_geo_and_captions
+
+    layout = write_geo_and_captions(tmp_path / "results")
+    out = build_dashboard(layout, tmp_path / "dashboard", SETTINGS, results=tmp_path / "results")
+    (index,) = registered(out / "data" / "index.js")
+    (geo,) = index["geo"]
+    charts = geo["charts"]
+    assert set(charts) == {"probes", "geoscore", "knn", "geometry_bins", "gallery", "calibration"}
+    probes = _rows(charts["probes"])
+    assert "city" not in set(probes["level"])  # not probeable: left out of the chart
+    assert not {"n_iter", "converged", "stratified"} & set(charts["probes"]["columns"])
+    assert {"n_iter", "converged", "stratified"} <= set(geo["tables"]["probes"]["columns"])
+    source = pd.read_parquet(tmp_path / "results" / "streets" / "street_b" / "probes.parquet")
+    for row in probes[probes["model"] == "street_b"].itertuples():
+        own = source[(source.level == row.level) & (source.features == row.features)].iloc[0]
+        correct = round(own.top1 * own.n_test)
+        low, high = proportion_confint(correct, own.n_test, alpha=0.05, method="wilson")
+        assert (row.top1, row.majority_top1) == (round(own.top1, 6), own.majority_top1)
+        assert row.ci_low == pytest.approx(low, abs=2e-6) and row.ci_high == pytest.approx(high, abs=2e-6)
+    histogram = _rows(charts["geoscore"])
+    own = histogram[(histogram.model == "street_a") & (histogram.variant == "distcal") & (histogram.method == "top1")]
+    predictions = pd.read_parquet(tmp_path / "results" / "streets" / "street_a" / "distcal" / "knn_predictions.parquet")
+    expected, _ = np.histogram(predictions[predictions.method == "top1"]["geoscore"], bins=20, range=(0, 5000))
+    assert own["count"].tolist() == expected.tolist() and expected.sum() == 50
+    assert set(_rows(charts["calibration"])["model"]) == {"street_a"}
+    assert "knn_predictions" not in geo["tables"]  # per query: summarised, not shipped
+    (captions,) = index["captions"]
+    assert _rows(captions["evaluation"])["subset"].tolist() == ["", "cities", "rural"]
+    assert _rows(captions["diversity"])["vendi_caption"].tolist() == [4.0, 1.5]

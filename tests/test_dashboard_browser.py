@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from dashboard_support import (MODELS, SETTINGS, THRESHOLDS, canvas_pixels, choose, chromium_binary,
-                               expected_scores, shown_scores, wait_ready, write_study)
+                               expected_scores, registered, shown_scores, wait_ready, write_geo_and_captions,
+                               write_study)
 from encoderlens.alignment.resize import upsample
 from encoderlens.alignment.thresholds import mass_threshold
 from encoderlens.report.dashboard import build_dashboard
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("dashboard_browser")
-    layout = write_study(root, seed=3)
+    layout = write_study(root, seed=3) | write_geo_and_captions(root / "results")
     site = build_dashboard(layout, root / "dashboard", SETTINGS, results=root / "results")
     return root, site
 
@@ -45,9 +46,10 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     yield page
     page.close()
     assert not errors, errors
@@ -146,7 +148,7 @@ def test_other_pages_render(study, page):
     assert page.locator("#page-features table.breakdown tr").count() > 1
     for tab in ("geo", "captions"):
         page.goto(f"file://{site}/index.html#{tab}")
-        assert "configuration" in page.inner_text(f"#page-{tab}")
+        assert page.locator(f"#page-{tab} svg.chart").count() >= 1
 
 
 def test_page_resampling_and_decoding_match_the_analysis(study, page):
@@ -171,3 +173,103 @@ def test_page_resampling_and_decoding_match_the_analysis(study, page):
     codes = [0, 1, 9999, 10000, 12345, 65535]
     assert page.evaluate("(c) => c.map(encoderlens.formatScore)", codes) == [
         "0.0000", "0.0001", "0.9999", "1.0000", "1.2345", "n/a"]
+
+
+def _no_overflow(page):
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"]
+
+
+def test_view_state_round_trips_through_the_url(study, browser, page):
+    _, site = study
+    query = "model=vit_a&variant=lora&method=cls&layer=1&head=2&threshold=10&opacity=0.3&boxes=0&outline=0"
+    page.goto(f"file://{site}/index.html#image/0/1?{query}")
+    wait_ready(page)
+    assert page.evaluate("() => encoderlens.state.selection") == {
+        "model": "vit_a", "variant": "lora", "method": "cls", "layer": 1, "head": 2, "threshold": 10}
+    assert page.evaluate("() => encoderlens.state.view") == {"opacity": 0.3, "boxes": False, "outline": False}
+    assert page.input_value("#select-threshold") == "10" and not page.is_checked("#select-boxes")
+    assert page.url.endswith(query)
+    choose(page, "threshold", 50)
+    shared = page.url
+    assert "threshold=50" in shared and "layer=1&head=2" in shared
+    pixels = canvas_pixels(page, "lora")
+    other = browser.new_page(viewport={"width": 1280, "height": 1000})
+    other.goto(shared)
+    wait_ready(other)
+    assert other.evaluate("() => encoderlens.state.selection")["threshold"] == 50
+    assert other.url == shared
+    assert (canvas_pixels(other, "lora") == pixels).all()  # the same view, drawn the same
+    other.close()
+
+
+def test_toggles_redraw_and_box_labels_stay_on_the_canvas_without_overlap(study, page):
+    _, site = study
+    page.goto(f"file://{site}/index.html#image/0/2")  # img2: three overlapping boxes
+    wait_ready(page)
+    assert page.evaluate("() => encoderlens.state.selection.threshold") == 30  # the figures' reference
+    canvas = page.evaluate("() => { const c = document.querySelector('#page-image .panel canvas.overlay');"
+                           " return [c.width, c.height]; }")
+    rects = page.evaluate("() => encoderlens.state.labelRects")
+    for panel, placed in rects.items():
+        assert len(placed) == 3, panel
+        for k, a in enumerate(placed):
+            assert 0 <= a["x"] and a["x"] + a["w"] <= canvas[0] and 0 <= a["y"] and a["y"] + a["h"] <= canvas[1]
+            for b in placed[k + 1:]:
+                assert (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"] or
+                        a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"]), (a, b)
+    before = canvas_pixels(page, "frozen")
+    for control in ("#select-boxes", "#select-outline"):
+        renders = page.evaluate("() => encoderlens.state.renders")
+        page.click(control)
+        page.wait_for_function(f"() => encoderlens.state.renders > {renders}")
+        after = canvas_pixels(page, "frozen")
+        assert np.abs(after - before).sum() > 0, control
+        before = after
+    assert page.evaluate("() => encoderlens.state.labelRects.frozen") == []
+    assert "boxes=0" in page.url and "outline=0" in page.url
+    assert page.locator("#page-image .panel .colourbar canvas").count() == 2  # one per variant
+    assert page.inner_text("#page-image .panel .colourbar .cmap").startswith("viridis")
+    assert page.inner_text("#page-image .panel[data-variant='frozen'] .pointing") in {"hit", "miss", "n/a"} or \
+        page.inner_text("#page-image .panel[data-variant='frozen'] .pointing").endswith("of tied maxima")
+    _no_overflow(page)
+
+
+def test_gallery_sorts_by_a_score(study, page):
+    _, site = study
+    page.goto(f"file://{site}/index.html#gallery")
+    page.wait_for_function("() => document.body.dataset.ready === '1'")
+    (index,) = registered(site / "data" / "index.js")
+    scores = index["datasets"][0]["gallery_scores"]
+    key = scores["keys"].index("vit_a · frozen · cls")
+    for order in ("1", "0"):
+        page.select_option("#select-sort", f"score:{key}")
+        page.select_option("#select-order", order)
+        shown = [int(i) for i in page.eval_on_selector_all("#page-gallery .gallery a", "as => as.map(a => a.dataset.index)")]
+        values = [row[key] for row in scores["values"]]
+        scored = sorted((i for i, v in enumerate(values) if v is not None),
+                        key=lambda i: (-values[i] if order == "1" else values[i], i))
+        assert shown == scored + [i for i, v in enumerate(values) if v is None]
+    assert " IoU " in page.inner_text("#page-gallery .gallery a")
+
+
+def test_geo_and_caption_charts_without_overflow_or_internals(study, page, tmp_path):
+    _, site = study
+    page.goto(f"file://{site}/index.html#geo")
+    page.wait_for_function("() => document.body.dataset.ready === '1'")
+    geo = page.locator("#page-geo")
+    # probes: 2 models x 2 features x 2 probeable levels (city is not), each with a whisker and a tick
+    assert geo.locator("svg.chart rect.column[data-group='country']").count() == 4
+    assert geo.locator("svg.chart rect.column").count() >= 8 + 6  # probes, gallery study bars
+    assert geo.locator("svg.chart polyline.series").count() == 3 + 3  # GeoScore and cosine: 3 series each
+    text = page.inner_text("#page-geo")
+    assert "n_iter" not in text and "converged" not in text  # the fit's internals sit in closed details
+    page.click("#page-geo details.internals summary")
+    assert "n_iter" in page.inner_text("#page-geo details.internals")
+    _no_overflow(page)
+    page.screenshot(path=str(tmp_path / "geo.png"), full_page=True)
+    page.goto(f"file://{site}/index.html#captions")
+    captions = page.locator("#page-captions")
+    assert captions.locator("tr.unknown td").first.inner_text() == "Unknown"
+    assert captions.locator("svg.chart rect.column").count() == 3 + 4  # accuracy per subset; Vendi 2 x 2
+    assert "Unknown (no place found or resolved): 2 (0.200)" in page.inner_text("#page-captions")
+    _no_overflow(page)

@@ -86,3 +86,39 @@ def test_dashboard_takes_the_statistics_and_caption_tables_when_their_rules_exis
         result = snakemake(workflow_copy, "--dry-run", "--cores", "2", "results/dashboard", timeout=120)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "alignment_summary" not in result.stdout and "captions/distributions" not in result.stdout
+
+
+def test_demo_logs_are_never_empty_and_end_with_what_the_job_did(demo_run):
+    logs = sorted((demo_run / "logs").rglob("*.log"))
+    assert len(logs) > 40
+    for path in logs:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert lines, f"{path} is empty"
+        assert lines[-1].startswith("done: ") and lines[-1].endswith(" s"), (path, lines[-1])
+        text = "\n".join(lines)
+        # noise that carried no information: the unused text tower's load report, progress bars
+        assert "LOAD REPORT" not in text and "Loading weights" not in text, path
+    extraction = (demo_run / "logs" / "extract" / "demo_churches" / "tiny_clip" / "frozen.log").read_text()
+    assert "attention.h5 (" in extraction.splitlines()[-1] and " images, " in extraction.splitlines()[-1]
+
+
+def test_another_config_after_the_demo_keeps_the_demo_pages(demo_run, tmp_path):
+    """A run of another config (here: the street-view dataset alone) rebuilds the dashboard; the demo's
+    other datasets, still under results/, keep their pages."""
+    import yaml
+
+    from conftest import clone_run, snakemake
+
+    run = clone_run(demo_run, tmp_path / "run")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["datasets"] = {"demo_streets": config["datasets"]["demo_streets"]}
+    (run / "streets.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(run, "results/dashboard", "--cores", "2", "--configfile", "streets.yaml", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (index,) = registered(run / "results" / "dashboard" / "data" / "index.js")
+    assert [(d["name"], d["earlier"]) for d in index["datasets"]] == [("demo_churches", True)]
+    assert [(g["dataset"], g["earlier"]) for g in index["geo"]] == [("demo_streets", False)]
+    assert [(c["dataset"], c["earlier"]) for c in index["captions"]] == [("demo_captions", True)]
+    (before,) = registered(demo_run / "results" / "dashboard" / "data" / "index.js")
+    assert [i["id"] for i in index["datasets"][0]["images"]] == [i["id"] for i in before["datasets"][0]["images"]]
+    assert "earlier runs" in (run / "logs" / "dashboard.log").read_text()

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -21,3 +21,4 @@ scores, features = score_attention_file(
 )
 write_table(scores, snakemake.output.scores)
 write_table(features, snakemake.output.features)
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -17,3 +17,4 @@ for variant in ("frozen", "calibrated"):
                                        features[feature], feature)
 write_table(calibration_summary(metrics["frozen"], metrics["calibrated"]).assign(features=feature),
             snakemake.output[0])
+log_done(snakemake.output)

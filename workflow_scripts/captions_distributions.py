@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -7,3 +7,4 @@ from encoderlens.captions import jobs
 jobs.distributions_job(snakemake.input.predictions, snakemake.output.distributions,
                        snakemake.output.correlations, snakemake.params.continent_scheme,
                        snakemake.params.covariates)
+log_done(snakemake.output)

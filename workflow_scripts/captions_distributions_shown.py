@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -6,3 +6,4 @@ from encoderlens.captions import jobs
 
 jobs.distributions_job(snakemake.input.predictions, snakemake.output[0], None,
                        snakemake.params.continent_scheme, presence=snakemake.input.presence)
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -6,3 +6,4 @@ from encoderlens.captions import jobs
 
 jobs.diversity_job(snakemake.input.predictions, snakemake.input.captions, snakemake.input.images,
                    snakemake.output[0], snakemake.params.feature, snakemake.params.min_items)
+log_done(snakemake.output)

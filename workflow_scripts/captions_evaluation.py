@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -6,3 +6,4 @@ from encoderlens.captions import jobs
 
 jobs.evaluation_job(snakemake.input[0], snakemake.output.evaluation, snakemake.output.confusion,
                     snakemake.params.top)
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -7,3 +7,4 @@ from encoderlens.captions import jobs
 jobs.extract_job(snakemake.input.translated, snakemake.input.places, snakemake.output.mentions,
                  snakemake.output.status, snakemake.params.extraction, snakemake.params.llm,
                  snakemake.params.cache)
+log_done(snakemake.output)

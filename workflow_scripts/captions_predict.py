@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -8,3 +8,4 @@ jobs.predict_job(snakemake.input.captions, snakemake.input.translated, snakemake
                  snakemake.input.candidates, snakemake.output.predictions, snakemake.output.status,
                  snakemake.params.prediction, snakemake.params.entities,
                  snakemake.params.continent_scheme, snakemake.params.llm, snakemake.params.cache)
+log_done(snakemake.output)

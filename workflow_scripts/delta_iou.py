@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -19,3 +19,4 @@ delta = pd.concat(parts, ignore_index=True)
 write_table(delta, snakemake.output.delta)
 write_table(retention_summary(delta), snakemake.output.retention)
 write_table(pd.DataFrame(snakemake.params.skipped, columns=["file", "row", "reason"]), snakemake.output.skipped)
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -18,3 +18,4 @@ calibrate(
     threads=snakemake.threads,
     device=settings["device"],
 )
+log_done(snakemake.output)

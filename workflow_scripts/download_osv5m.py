@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -15,3 +15,4 @@ fetch_osv5m(
     stratify=settings["stratify"],
     archive_limits=settings.get("archive_limits"),
 )
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -16,3 +16,4 @@ extract_manifest(
     tuned_folder=snakemake.params.tuned_folder,
     splits=snakemake.params.splits,
 )
+log_done(snakemake.output)

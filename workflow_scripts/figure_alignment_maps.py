@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -36,3 +36,4 @@ overlays = plot_attention_overlays(pd.concat(chosen, ignore_index=True),
 for key, plot in (("heads", heads), ("overlays", overlays)):
     save_plot(plot, *(snakemake.output[f"{key}_{kind}"] for kind in ("png", "svg", "data", "caption")),
               dpi=settings["dpi"])
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -12,3 +12,4 @@ every = every_caption_distribution(pd.read_parquet(snakemake.input.predictions),
 plot = plot_caption_continents(pd.read_parquet(snakemake.input.distributions), every)
 save_plot(plot, *(snakemake.output[f"continents_{kind}"] for kind in ("png", "svg", "data", "caption")),
           dpi=snakemake.params.figures["dpi"])
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -12,3 +12,4 @@ deltas = pd.concat([pd.read_parquet(path) for path in snakemake.input.deltas], i
 plot = plot_delta_iou(deltas, settings["threshold"], settings["overlay_methods"])
 save_plot(plot, *(snakemake.output[f"delta_{kind}"] for kind in ("png", "svg", "data", "caption")),
           dpi=settings["dpi"])
+log_done(snakemake.output)

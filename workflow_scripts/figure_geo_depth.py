@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -22,3 +22,4 @@ plots = {
 for key, plot in plots.items():
     save_plot(plot, *(snakemake.output[f"{key}_{kind}"] for kind in ("png", "svg", "data", "caption")),
               dpi=settings["dpi"])
+log_done(snakemake.output)

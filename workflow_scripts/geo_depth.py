@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -27,3 +27,4 @@ logging.getLogger("geo_depth").info(
     "geo depth of %d models/variants: %d worst queries listed, %d regional rows, %d paired tests, %d CKA values",
     len(entities), len(tables["failures"]), len(tables["regional"]), len(tables["model_comparisons"]),
     len(tables["cka"]))
+log_done(snakemake.output)

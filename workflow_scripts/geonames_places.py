@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -12,3 +12,4 @@ write_places_table(
     min_population=settings["min_population"],
     admin_dest=snakemake.output.admin,
 )
+log_done(snakemake.output)

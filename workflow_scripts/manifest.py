@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -12,3 +12,4 @@ result = read_dataset(snakemake.params.format, snakemake.params.folder)
 logging.getLogger("encoderlens.manifest").info("%s: %s", snakemake.params.folder, pixel_summary(result.manifest))
 write_manifest_outputs(result, snakemake.output.manifest, snakemake.output.annotations,
                        snakemake.output.skipped)
+log_done(snakemake.output)

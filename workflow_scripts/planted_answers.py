@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -20,3 +20,4 @@ write_table(checks, snakemake.output[0])
 logging.getLogger("planted_answers").info("planted answers recovered: %d of %d checks (%s)",
                                           int(checks["recovered"].sum()), len(checks),
                                           ", ".join(checks.loc[~checks["recovered"], "check"].unique()) or "all")
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -21,3 +21,4 @@ probes = run_probes(features, level_keys(table, settings["levels"]), levels=sett
                     seed=settings["seed"], C=settings["probe_C"], device=settings["device"],
                     stream_rows=settings["probe_stream_rows"])
 write_table(probes, snakemake.output[0])
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -30,3 +30,4 @@ gallery, groups = gallery_study(first, table, settings["gallery_size"], settings
                                 max_rows=settings["geometry_rows"])
 write_table(gallery, snakemake.output.gallery)
 write_table(groups, snakemake.output.gallery_groups)
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -9,3 +9,4 @@ tables = alignment_statistics(snakemake.input.tables, snakemake.params.stats)
 write_table(tables["summary"], snakemake.output.summary)
 write_table(tables["models"], snakemake.output.models)
 write_table(tables["variants"], snakemake.output.variants)
+log_done(snakemake.output)

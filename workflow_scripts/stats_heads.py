@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -10,3 +10,4 @@ write_table(tables["heads"], snakemake.output.heads)
 write_table(tables["specialisation"], snakemake.output.specialisation)
 write_table(tables["correlation"], snakemake.output.correlation)
 write_table(tables["top"], snakemake.output.top)
+log_done(snakemake.output)

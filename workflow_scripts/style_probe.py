@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -13,3 +13,4 @@ table = style_probe(snakemake.input.embeddings, pd.read_parquet(snakemake.input.
                     C=settings["C"], seed=settings["seed"], source=snakemake.input.manifest,
                     min_pool_images=settings["min_pool_images"])
 write_table(table, snakemake.output[0])
+log_done(snakemake.output)

@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -14,3 +14,4 @@ outputs = {name: {"csv": snakemake.output[f"{name}_csv"], "html": snakemake.outp
 write_study_tables(study, snakemake.params.settings["dataset"], tables, outputs, snakemake.output.index)
 print(f"{study} tables of {snakemake.params.settings['dataset']}: "
       + ", ".join(f"{name} ({len(tables[name].frame)} rows)" for name in outputs), file=sys.stderr)
+log_done(snakemake.output)

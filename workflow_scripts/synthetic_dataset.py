@@ -1,4 +1,4 @@
-from encoderlens.logs import log_to
+from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
@@ -6,3 +6,4 @@ from encoderlens.data.formats import write_synthetic_dataset
 
 settings = dict(snakemake.params.synthetic)
 write_synthetic_dataset(settings.pop("format"), snakemake.output[0], **settings)
+log_done(snakemake.output)

@@ -20,20 +20,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
 from .. import __version__
 from ..data.images import as_rgb
 from .dashboard_data import (annotated_images, attention_entries, baseline_scores, computed_summary,
-                             feature_table, image_boxes, leaderboard_table, table_payload)
+                             feature_table, gallery_scores, image_boxes, leaderboard_table, table_payload)
 from ..tables import atomic_folder
+from .figures import reference_threshold
+from .figures_geo import GEOSCORE_MAX, probe_table
 from .dashboard_encode import js_call
 
 log = logging.getLogger(__name__)
 
 ASSETS = ("app.js", "style.css", "index.html")
-GEO_TABLES = ("probes", "knn", "geometry")
 
 
 def read_table(path: Path, what: str) -> pd.DataFrame:
@@ -129,33 +131,123 @@ def _annotated_dataset(name: str, spec: dict, results: Path, site: Path, setting
             "boxes": image_boxes(annotations, row.image_id, features),
         })
     log.info("dashboard: %s: %d annotated images, %d models", name, len(image_list), len(model_entries))
+    reference = reference_threshold(thresholds, spec.get("reference_threshold"))
     return {
         "name": name, "thresholds": thresholds, "features": features, "models": model_entries,
+        "reference_threshold": reference,
+        "gallery_scores": gallery_scores(pd.concat(alignment_frames, ignore_index=True), image_ids, reference),
+        "earlier": bool(spec.get("earlier")),
         "baselines": sorted(baselines["method"].astype(str).unique()), "images": image_list,
         "leaderboard": {"source": source, "table": leaderboard},
     }
 
 
+# Geo tables per model: (file under results/<dataset>/<model>/, per variant or not); variants are the
+# extraction folders holding that file (frozen, and distcal where the calibration ran)
+GEO_FILES = {"probes": ("probes.parquet", False), "knn": ("knn.parquet", True),
+             "knn_predictions": ("knn_predictions.parquet", True), "geometry": ("geometry.parquet", True),
+             "geometry_bins": ("geometry_bins.parquet", True), "gallery": ("gallery.parquet", True),
+             "calibration": ("calibration.parquet", False)}
+# internals of a fit or a sample, shown only in the tables under "details"
+GEO_INTERNALS = ("n_iter", "converged", "stratified", "note", "dropped_classes", "n_missing")
+GEOSCORE_BINS = np.linspace(0.0, GEOSCORE_MAX, 21)
+
+
+def _geo_frames(name: str, models: list[str], results: Path) -> dict[str, pd.DataFrame]:
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for model in models:
+        folder = results / name / model
+        for table, (filename, per_variant) in GEO_FILES.items():
+            if per_variant:
+                paths = [(p.parent.name, p) for p in sorted(folder.glob(f"*/{filename}"))]
+            else:
+                paths = [(None, folder / filename)] if (folder / filename).exists() else []
+            for variant, path in paths:
+                frame = read_table(path, f"{table} table").assign(model=model)
+                if variant is not None:
+                    frame = frame.assign(variant=variant)
+                frames.setdefault(table, []).append(frame)
+    merged = {}
+    for table, parts in frames.items():
+        frame = pd.concat(parts, ignore_index=True)
+        labels = [c for c in ("model", "variant") if c in frame.columns]
+        merged[table] = frame[labels + [c for c in frame.columns if c not in labels]]
+    return merged
+
+
+def geoscore_histograms(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Counts of per-query GeoScores in GEOSCORE_BINS per model, variant, features and method."""
+    keys = [c for c in ("model", "variant", "features", "method") if c in predictions.columns]
+    rows = []
+    for key, group in predictions.groupby(keys, sort=True):
+        counts, _ = np.histogram(group["geoscore"].to_numpy(dtype=float), bins=GEOSCORE_BINS)
+        rows += [dict(zip(keys, key), lo=float(lo), hi=float(hi), count=int(c))
+                 for lo, hi, c in zip(GEOSCORE_BINS[:-1], GEOSCORE_BINS[1:], counts)]
+    return pd.DataFrame(rows)
+
+
 def _geo_dataset(name: str, models: list[str], results: Path) -> dict:
-    tables: dict[str, Any] = {}
-    for table in GEO_TABLES:
-        parts = []
-        for model in models:
-            folder = results / name / model
-            path = folder / "probes.parquet" if table == "probes" else folder / "frozen" / f"{table}.parquet"
-            if path.exists():
-                parts.append((model, read_table(path, f"{table} table")))
-        if parts:
-            frames = [frame.assign(model=model) for model, frame in parts]
-            merged = pd.concat(frames, ignore_index=True)
-            merged = merged[["model"] + [c for c in merged.columns if c != "model"]]
-            tables[table] = table_payload(merged)
-    return {"dataset": name, "tables": tables}
+    frames = _geo_frames(name, models, results)
+    charts: dict[str, Any] = {}
+    probes = frames.get("probes")
+    if probes is not None and {"n_test", "majority_top1", "probeable"} <= set(probes.columns):
+        charts["probes"] = table_payload(probe_table(probes))
+    if "knn_predictions" in frames and "geoscore" in frames["knn_predictions"].columns:
+        charts["geoscore"] = table_payload(geoscore_histograms(frames.pop("knn_predictions")))
+    frames.pop("knn_predictions", None)  # per query: too large for the page, summarised above
+    for table in ("knn", "geometry_bins", "gallery", "calibration"):
+        if table in frames:
+            charts[table] = table_payload(frames[table].drop(columns=[c for c in GEO_INTERNALS
+                                                                      if c in frames[table].columns]))
+    tables = {table: table_payload(frame) for table, frame in frames.items()}
+    return {"dataset": name, "charts": charts, "tables": tables}
+
+
+CAPTION_TABLES = ("distributions", "evaluation", "diversity")
 
 
 def _caption_dataset(name: str, results: Path) -> dict:
-    path = results / name / "captions" / "distributions.parquet"
-    return {"dataset": name, "distributions": table_payload(read_table(path, "caption distributions"))}
+    folder = results / name / "captions"
+    payload = {"dataset": name,
+               "distributions": table_payload(read_table(folder / "distributions.parquet", "caption distributions"))}
+    for table in CAPTION_TABLES[1:]:
+        if (folder / f"{table}.parquet").exists():
+            payload[table] = table_payload(read_table(folder / f"{table}.parquet", f"caption {table}"))
+    return payload
+
+
+def earlier_datasets(results: Path, layout: dict) -> dict:
+    """Datasets under `results/` that `layout` does not name: the outputs of an earlier run with another
+    config (the demo before a preset, one preset before another). They keep their pages; their models,
+    variants and thresholds are read from the files they left."""
+    named = set(layout.get("annotated", {})) | set(layout.get("geo", {})) | set(layout.get("captions", []))
+    found: dict[str, Any] = {"annotated": {}, "geo": {}, "captions": []}
+    if not results.is_dir():
+        return found
+    for folder in sorted(p for p in results.iterdir() if p.is_dir() and p.name not in named):
+        if (folder / "annotations.parquet").exists() and (folder / "baselines" / "alignment.parquet").exists():
+            models: dict[str, list[str]] = {}
+            for path in sorted(folder.glob("*/*/alignment.parquet")):
+                base = path.parent
+                if base.parent.name != "baselines" and (base / "attention.h5").exists() and \
+                        (base / "alignment_features.parquet").exists():
+                    models.setdefault(base.parent.name, []).append(base.name)
+            if not models:
+                continue
+            models = {m: sorted(v, key=lambda x: (x != "frozen", x)) for m, v in models.items()}
+            first = next(iter(models.items()))
+            thresholds = sorted(pd.read_parquet(folder / first[0] / first[1][0] / "alignment.parquet",
+                                                columns=["threshold"])["threshold"].dropna().unique().tolist())
+            summary = results / "stats" / folder.name / "alignment_summary.parquet"
+            found["annotated"][folder.name] = {
+                "models": models, "thresholds": thresholds, "analysis_size": None,
+                "summary": str(summary) if summary.exists() else None, "earlier": True}
+        elif list(folder.glob("*/probes.parquet")) or list(folder.glob("*/frozen/knn.parquet")):
+            found["geo"][folder.name] = sorted({p.parent.name for p in folder.glob("*/probes.parquet")} |
+                                               {p.parent.parent.name for p in folder.glob("*/frozen/knn.parquet")})
+        elif (folder / "captions" / "distributions.parquet").exists():
+            found["captions"].append(folder.name)
+    return found
 
 
 def _copy_assets(site: Path, index_script: str) -> None:
@@ -173,18 +265,31 @@ def build_dashboard(layout: dict, output: str | Path, settings: dict, results: s
     """Write the dashboard for `layout` into the folder `output`.
 
     layout: {"annotated": {dataset: {"models": {model: [variants]}, "thresholds": [...],
-                                    "analysis_size": int | None, "summary": path | None}},
+                                    "analysis_size": int | None, "summary": path | None,
+                                    "reference_threshold": float | None}},
              "geo": {dataset: [models]}, "captions": [dataset, ...]}
-    settings: display_size, thumbnail_size, jpeg_quality, max_images (0 = all).
+    settings: display_size, thumbnail_size, jpeg_quality, max_images (0 = all), earlier_runs (default
+    True: datasets left under `results` by runs of other configs keep their pages, see
+    `earlier_datasets`).
     """
     output, results = Path(output), Path(results)
+    earlier = earlier_datasets(results, layout) if settings.get("earlier_runs", True) else {}
+    for kind, names in earlier.items():
+        if names:
+            log.info("dashboard: also showing %s from earlier runs (not in this config): %s", kind,
+                     ", ".join(names))
+    annotated = {**layout.get("annotated", {}), **earlier.get("annotated", {})}
+    geo = {**layout.get("geo", {}), **earlier.get("geo", {})}
+    captions = list(layout.get("captions", [])) + list(earlier.get("captions", []))
     with atomic_folder(output) as site:
         index = {
             "version": __version__,
             "datasets": [_annotated_dataset(name, spec, results, site, settings)
-                         for name, spec in layout.get("annotated", {}).items()],
-            "geo": [_geo_dataset(name, models, results) for name, models in layout.get("geo", {}).items()],
-            "captions": [_caption_dataset(name, results) for name in layout.get("captions", [])],
+                         for name, spec in annotated.items()],
+            "geo": [_geo_dataset(name, models, results) | {"earlier": name in earlier.get("geo", {})}
+                    for name, models in geo.items()],
+            "captions": [_caption_dataset(name, results) | {"earlier": name in earlier.get("captions", [])}
+                         for name in captions],
         }
         _write_text(site / "data" / "index.js", js_call("registerIndex", index))
         _copy_assets(site, "data/index.js")

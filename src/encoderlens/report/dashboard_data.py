@@ -177,3 +177,17 @@ def table_payload(frame: pd.DataFrame, **labels) -> dict:
         if frame[name].dtype == bool:
             frame[name] = frame[name].astype(int)
     return columns(frame.reset_index(drop=True), decimals=6)
+
+
+def gallery_scores(alignment: pd.DataFrame, image_ids: Sequence[str], threshold: float) -> dict:
+    """Per image, the IoU at `threshold` of every model x variant x method, whole map (head -1) at
+    its last scored layer: what the gallery sorts by. {"keys": [label], "values": [[IoU | None]]}."""
+    rows = alignment[(alignment["head"] == -1) & (alignment["threshold"] == float(threshold))]
+    keys, columns = [], []
+    for (model, variant, method), own in rows.groupby(["model", "variant", "method"], sort=False):
+        last = own[own["layer"] == own["layer"].max()].drop_duplicates("image_id").set_index("image_id")["iou"]
+        keys.append(f"{model} · {variant} · {method}")
+        columns.append(last.reindex(list(image_ids)).to_numpy(dtype=float))
+    values = [[None if np.isnan(column[i]) else round(float(column[i]), 4) for column in columns]
+              for i in range(len(image_ids))]
+    return {"keys": keys, "values": values}

@@ -7,6 +7,10 @@ const encoderlens = (() => {
   const state = {
     index: null, images: {}, features: {}, loading: {},
     dataset: 0, image: null, selection: {}, feature: {}, timings: [], renders: 0,
+    // how the maps are drawn (not what is scored): heatmap opacity, expert boxes, region outline
+    view: { opacity: 0.55, boxes: true, outline: true },
+    gallerySort: { key: "order", descending: true },
+    labelRects: {},  // per panel: the box labels' rectangles as last drawn (for tests)
   };
 
   // ---- decoding -------------------------------------------------------------------------------
@@ -33,6 +37,16 @@ const encoderlens = (() => {
     const fraction = String(code % SCORE_SCALE).padStart(4, "0");
     return `${Math.floor(code / SCORE_SCALE)}.${fraction}`;
   }
+  // the pointing game is a hit or a miss; only a maximum shared by several pixels gives a fraction
+  // (the share of the tied maxima near a box: the expected hit of a random tie-break)
+  function formatPointing(code) {
+    if (code === MISSING || code === undefined) return "n/a";
+    if (code === SCORE_SCALE) return "hit";
+    if (code === 0) return "miss";
+    return `${formatScore(code)} of tied maxima`;
+  }
+  const POINTING_NOTE = "hit: the map's maximum lies on (or within the tolerance of) an expert box; " +
+    "miss: it does not. Where several pixels share the maximum, the share of them that hit.";
 
   function decodeEntry(entry) {
     if (entry.decoded) return entry.decoded;
@@ -200,14 +214,14 @@ const encoderlens = (() => {
     for (const child of children) node.append(child);
     return node;
   }
-  function select(name, options, value, onChange) {
+  function select(name, options, value, onChange, label = name.replace(/-\d+$/, "")) {
     const node = element("select", { name, id: `select-${name}` });
     for (const [optionValue, label] of options) {
       node.append(element("option", { value: String(optionValue), text: label }));
     }
     if (options.some(([v]) => String(v) === String(value))) node.value = String(value);
     node.addEventListener("change", () => onChange(node.value, name));
-    return element("label", {}, [name, node]);
+    return element("label", {}, [label, node]);
   }
   function showError(message) {
     const node = $("#error");
@@ -262,9 +276,29 @@ const encoderlens = (() => {
     document.querySelectorAll(".page").forEach((p) => p.classList.toggle("active", p.id === `page-${page}`));
     document.querySelectorAll("#tabs a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
   }
+  // #image/<dataset>/<image>?model=..&variant=..&method=..&layer=..&head=..&threshold=..&opacity=..
+  // &boxes=0|1&outline=0|1: the whole view, so that a view can be shared as a link
+  const NUMERIC = ["layer", "head", "threshold"];
+  function applyQuery(query) {
+    const params = new URLSearchParams(query || "");
+    for (const name of ["model", "variant", "method", ...NUMERIC]) {
+      if (params.has(name)) state.selection[name] = NUMERIC.includes(name) ? Number(params.get(name)) : params.get(name);
+    }
+    if (params.has("opacity")) state.view.opacity = Math.min(1, Math.max(0, Number(params.get("opacity"))));
+    for (const name of ["boxes", "outline"]) if (params.has(name)) state.view[name] = params.get(name) !== "0";
+  }
+  function imageHash() {
+    const s = state.selection, v = state.view;
+    const query = new URLSearchParams({
+      model: s.model, variant: s.variant, method: s.method ?? "", layer: s.layer ?? "", head: s.head ?? "",
+      threshold: s.threshold, opacity: v.opacity, boxes: v.boxes ? 1 : 0, outline: v.outline ? 1 : 0 });
+    return `#image/${state.dataset}/${state.image}?${query}`;
+  }
   function route() {
-    const [page, datasetIndex, imageIndex] = (location.hash.slice(1) || "gallery").split("/");
+    const [path, query] = (location.hash.slice(1) || "gallery").split("?");
+    const [page, datasetIndex, imageIndex] = path.split("/");
     if (page === "image" && imageIndex !== undefined) {
+      applyQuery(query);
       openImage(Number(datasetIndex), Number(imageIndex));
     } else if (page === "image" && state.image === null && currentDataset()?.images.length) {
       openImage(state.dataset, 0);
@@ -273,6 +307,9 @@ const encoderlens = (() => {
     showPage(page);
   }
   const currentDataset = () => state.index.datasets[state.dataset];
+  // the threshold of the single-threshold figures (figures.threshold, else the middle configured one)
+  const referenceThreshold = (dataset) => (dataset.thresholds.includes(dataset.reference_threshold)
+    ? dataset.reference_threshold : [...dataset.thresholds].sort((a, b) => a - b)[(dataset.thresholds.length - 1) >> 1]);
 
   // ---- gallery ----------------------------------------------------------------------------------
   function renderGallery() {
@@ -281,14 +318,41 @@ const encoderlens = (() => {
     if (!state.index.datasets.length) {
       page.append(element("p", { text: "No annotated dataset in this configuration." }));
     }
+    const sort = state.gallerySort;
     state.index.datasets.forEach((dataset, d) => {
-      page.append(element("h2", { text: `${dataset.name}: ${dataset.images.length} annotated images` }));
+      page.append(element("h2", { text: `${dataset.name}: ${dataset.images.length} annotated images` +
+                                        (dataset.earlier ? " (from an earlier run, not in this config)" : "") }));
+      const scores = dataset.gallery_scores || { keys: [], values: [] };
+      const redraw = (value, name) => {
+        if (name === "order") sort.descending = value === "1"; else sort.key = value;
+        renderGallery();
+      };
+      page.append(element("div", { class: "controls" }, [
+        select(d === 0 ? "sort" : `sort-${d}`, [["order", "manifest order"], ["boxes", "number of boxes"],
+          ...scores.keys.map((k, j) => [`score:${j}`, `IoU @ ${dataset.reference_threshold}%: ${k}`])], sort.key, redraw),
+        select(d === 0 ? "order" : `order-${d}`, [["1", "highest first"], ["0", "lowest first"]],
+               sort.descending ? "1" : "0", (value) => redraw(value, "order")),
+      ]));
+      const value = (i) => {
+        if (sort.key === "boxes") return dataset.images[i].boxes.length;
+        if (sort.key.startsWith("score:")) return scores.values[i]?.[Number(sort.key.slice(6))] ?? null;
+        return null;
+      };
+      const order = dataset.images.map((_, i) => i);
+      if (sort.key !== "order") {
+        // images without a score (unscorable) go last either way
+        order.sort((a, b) => (value(a) === null) - (value(b) === null) ||
+                             (sort.descending ? value(b) - value(a) : value(a) - value(b)) || a - b);
+      }
       const grid = element("div", { class: "gallery" });
-      dataset.images.forEach((image, i) => {
-        grid.append(element("a", { href: `#image/${d}/${i}` }, [
+      for (const i of order) {
+        const image = dataset.images[i];
+        const shown = value(i);
+        grid.append(element("a", { href: `#image/${d}/${i}`, "data-index": String(i) }, [
           element("img", { src: image.thumb, loading: "lazy", alt: image.id }),
-          `${image.id} (${image.boxes.length} boxes)`]));
-      });
+          `${image.id} (${image.boxes.length} boxes)` +
+          (sort.key.startsWith("score:") ? ` IoU ${shown === null ? "n/a" : shown.toFixed(3)}` : "")]));
+      }
       page.append(grid);
     });
   }
@@ -328,9 +392,7 @@ const encoderlens = (() => {
     if (!dataset.models.some((m) => m.name === s.model)) s.model = dataset.models[0].name;
     const model = dataset.models.find((m) => m.name === s.model);
     if (s.variant !== "all" && !model.variants.includes(s.variant)) s.variant = "all";
-    if (!dataset.thresholds.includes(s.threshold)) {
-      s.threshold = dataset.thresholds.includes(30) ? 30 : dataset.thresholds[0];
-    }
+    if (!dataset.thresholds.includes(s.threshold)) s.threshold = referenceThreshold(dataset);
     const entries = entriesOf(s.model);
     if (!entries.length) return { model, entry: null, methods: [], layers: [], heads: [] };
     const methods = [...new Set(entries.map((e) => e.method))];
@@ -351,7 +413,9 @@ const encoderlens = (() => {
     const hasHeads = entry !== null && entry.head.some((h) => h >= 0);
     const changed = (value, name) => {
       const t0 = performance.now();
-      s[name] = ["layer", "head", "threshold"].includes(name) ? Number(value) : value;
+      if (name === "opacity") state.view.opacity = Number(value);
+      else if (name === "boxes" || name === "outline") state.view[name] = Boolean(value);
+      else s[name] = NUMERIC.includes(name) ? Number(value) : value;
       renderImagePage();
       const drawn = performance.now();
       // the frame that shows the new canvas: the next animation frame, then the task after it
@@ -374,6 +438,9 @@ const encoderlens = (() => {
       select("layer", layers.map((l) => [l, l < 0 ? "—" : String(l)]), s.layer, changed),
       select("head", heads.map((h) => [h, h >= 0 ? String(h) : hasHeads ? "mean" : "—"]), s.head, changed),
       select("threshold", dataset.thresholds.map((t) => [t, `${t}%`]), s.threshold, changed),
+      slider("opacity", state.view.opacity, changed),
+      checkbox("boxes", "expert boxes", state.view.boxes, changed),
+      checkbox("outline", "region outline", state.view.outline, changed),
     ]);
     const variants = s.variant === "all" ? model.variants : [s.variant];
     const panels = element("div", { class: "panels" });
@@ -390,11 +457,47 @@ const encoderlens = (() => {
       baselineTable(image, s.threshold),
       element("p", { class: "note", text:
         "Heatmap: the stored map (8-bit per map), upsampled bilinearly to the analysis resolution as " +
-        "the analysis does, colour-scaled to the map's own range (viridis). White outline: the top " +
-        "pixels holding the threshold's share of the mass. Boxes: expert annotations. Scores are " +
-        "read from alignment.parquet (4 decimals), not recomputed." }));
+        "the analysis does, coloured with viridis from the map's own minimum to its maximum (the " +
+        "colour bar under each panel gives the values). White outline: the top pixels holding the " +
+        "threshold's share of the mass. Boxes: expert annotations. Scores are read from " +
+        `alignment.parquet (4 decimals), not recomputed. Default threshold: ${referenceThreshold(dataset)}%, ` +
+        "the figures' reference threshold. Pointing game: " + POINTING_NOTE }));
+    if (location.hash.startsWith("#image/") && location.hash !== imageHash()) {
+      history.replaceState(null, "", imageHash());  // the link to this view; no hashchange
+    }
     page.dataset.ready = "1";
     state.renders += 1;
+  }
+
+  function slider(name, value, onChange) {
+    const node = element("input", { type: "range", name, id: `select-${name}`, min: "0", max: "1", step: "0.05",
+                                    value: String(value) });
+    node.addEventListener("change", () => onChange(node.value, name));
+    return element("label", {}, [`heatmap ${name}`, node]);
+  }
+  function checkbox(name, label, checked, onChange) {
+    const node = element("input", { type: "checkbox", name, id: `select-${name}` });
+    node.checked = checked;
+    node.addEventListener("change", () => onChange(node.checked, name));
+    return element("label", { class: "check" }, [node, label]);
+  }
+
+  // viridis from the map's minimum (left) to its maximum (right), with the values at both ends
+  function colourBar(prepared) {
+    const wrap = element("div", { class: "colourbar" });
+    if (!prepared || !prepared.values) return wrap;
+    const bar = element("canvas", { width: "256", height: "10", title: "viridis" });
+    const ctx = bar.getContext("2d");
+    for (let i = 0; i < 256; i++) { ctx.fillStyle = colour(i / 255); ctx.fillRect(i, 0, 1, 10); }
+    // enough significant digits that the two ends differ (a tiny model's maps span 0.0147 .. 0.0153)
+    let digits = 3;
+    while (digits < 8 && prepared.hi > prepared.lo &&
+           Number(prepared.lo.toPrecision(digits)) === Number(prepared.hi.toPrecision(digits))) digits += 1;
+    const value = (v) => String(Number(v.toPrecision(digits)));
+    wrap.append(element("span", { class: "lo", text: value(prepared.lo) }), bar,
+                element("span", { class: "hi", text: value(prepared.hi) }),
+                element("span", { class: "cmap", text: "viridis, map value (attention weight)" }));
+    return wrap;
   }
 
   function imagePanel(image, variant, s) {
@@ -402,7 +505,7 @@ const encoderlens = (() => {
     const entry = entriesOf(s.model, variant).find((e) => e.method === s.method);
     const panel = element("div", { class: "panel", "data-variant": variant });
     panel.append(element("h3", { text: `${s.model} · ${variant}` }));
-    const canvas = element("canvas");
+    const canvas = element("canvas", { class: "overlay" });
     // small images are scaled up too, so the analysis pixels stay visible
     const scale = 448 / Math.max(image.element.naturalWidth, image.element.naturalHeight);
     canvas.width = Math.round(image.element.naturalWidth * scale);
@@ -420,10 +523,11 @@ const encoderlens = (() => {
                          element("td", { class: "iou", text: formatScore(score(k)) })]),
       element("tr", {}, [element("th", { class: "text", text: "coverage" }),
                          element("td", { class: "coverage", text: formatScore(score(n)) })]),
-      element("tr", {}, [element("th", { class: "text", text: "pointing hit" }),
-                         element("td", { class: "pointing", text: formatScore(score(n + 1)) })]),
+      element("tr", { title: POINTING_NOTE }, [element("th", { class: "text", text: "pointing game" }),
+                         element("td", { class: "pointing", text: formatPointing(score(n + 1)) })]),
     ]));
-    drawOverlay(canvas, image, entry, slot, s.threshold);
+    drawOverlay(canvas, image, entry, slot, s.threshold, variant);
+    panel.insertBefore(colourBar(entry && entry.prepared), canvas.nextSibling);
     return panel;
   }
 
@@ -442,10 +546,10 @@ const encoderlens = (() => {
     const heatPixels = new Uint32Array(heat.data.buffer);
     const levels = 255 / (hi > lo ? hi - lo : 1);
     for (let i = 0; i < values.length; i++) heatPixels[i] = LUT32[Math.round((values[i] - lo) * levels)];
-    return (entry.prepared = { slot, values, heat: toCanvas(heat) });
+    return (entry.prepared = { slot, values, lo, hi, heat: toCanvas(heat) });
   }
 
-  function drawOverlay(canvas, image, entry, slot, threshold) {
+  function drawOverlay(canvas, image, entry, slot, threshold, panelKey) {
     const ctx = canvas.getContext("2d");
     const W = canvas.width, H = canvas.height;
     ctx.drawImage(image.element, 0, 0, W, H);
@@ -465,23 +569,52 @@ const encoderlens = (() => {
         }
       }
       ctx.imageSmoothingEnabled = false;
-      ctx.globalAlpha = 0.55;
+      ctx.globalAlpha = state.view.opacity;
       ctx.drawImage(prepared.heat, 0, 0, W, H);
       ctx.globalAlpha = 1;
-      ctx.drawImage(toCanvas(outline), 0, 0, W, H);
+      if (state.view.outline) ctx.drawImage(toCanvas(outline), 0, 0, W, H);
     } else {
       ctx.fillStyle = "rgba(0,0,0,0.5)";
       ctx.fillRect(0, 0, W, 24);
       ctx.fillStyle = "#fff";
       ctx.fillText(entry ? "map not scorable (NaN or no mass)" : "no map for this selection", 6, 16);
     }
+    state.labelRects[panelKey] = [];
+    if (state.view.boxes) drawBoxes(ctx, image, W, H, state.labelRects[panelKey]);
+  }
+
+  // Expert boxes with their labels. A label goes to the first place, of above / inside the top /
+  // below / inside the bottom of its box, that stays on the canvas and overlaps no label drawn
+  // before it (slid sideways to fit); failing all, it is left out and its box keeps its colour.
+  function drawBoxes(ctx, image, W, H, placed) {
     const features = currentDataset().features;
+    const LABEL_H = 14;
     ctx.lineWidth = 2;
     ctx.font = "11px sans-serif";
+    ctx.textBaseline = "top";
+    const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
     for (const [f, left, top, width, height] of image.boxes) {
-      ctx.strokeStyle = ctx.fillStyle = PALETTE[f % PALETTE.length];
-      ctx.strokeRect(left * W, top * H, width * W, height * H);
-      ctx.fillText(features[f], left * W + 2, top * H + 11);
+      const colourOf = PALETTE[f % PALETTE.length];
+      const x0 = left * W, y0 = top * H, x1 = (left + width) * W, y1 = (top + height) * H;
+      ctx.strokeStyle = colourOf;
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      const w = Math.min(W, Math.ceil(ctx.measureText(features[f]).width) + 6);
+      const x = Math.max(0, Math.min(W - w, x0));
+      const spots = [y0 - LABEL_H, y0, y1, y1 - LABEL_H];
+      let rect = null;
+      for (const y of spots) {
+        for (const dx of [0, w, -w, 2 * w, -2 * w]) {
+          const candidate = { x: Math.max(0, Math.min(W - w, x + dx)), y, w, h: LABEL_H };
+          if (y >= 0 && y + LABEL_H <= H && !placed.some((r) => overlaps(r, candidate))) { rect = candidate; break; }
+        }
+        if (rect) break;
+      }
+      if (!rect) continue;
+      placed.push({ ...rect, label: features[f] });
+      ctx.fillStyle = "rgba(0,0,0,0.65)";
+      ctx.fillRect(rect.x, rect.y, rect.w, rect.h);
+      ctx.fillStyle = colourOf;
+      ctx.fillText(features[f], rect.x + 3, rect.y + 1);
     }
   }
 
@@ -498,9 +631,9 @@ const encoderlens = (() => {
     const k = dataset.thresholds.indexOf(threshold), n = dataset.thresholds.length;
     const rows = payload.baselines.map((b) => ({
       baseline: b.method, [`IoU @ ${threshold}%`]: formatScore(b.scores[k]),
-      coverage: formatScore(b.scores[n]), "pointing hit": formatScore(b.scores[n + 1]) }));
+      coverage: formatScore(b.scores[n]), "pointing game (share)": formatScore(b.scores[n + 1]) }));
     const wrap = element("div", {}, [element("h3", { text: "Baselines on this image" })]);
-    wrap.append(htmlTable(rows, ["baseline", `IoU @ ${threshold}%`, "coverage", "pointing hit"], "baselines"));
+    wrap.append(htmlTable(rows, ["baseline", `IoU @ ${threshold}%`, "coverage", "pointing game (share)"], "baselines"));
     return wrap;
   }
 
@@ -514,9 +647,7 @@ const encoderlens = (() => {
       return;
     }
     const dataset = currentDataset();
-    if (!dataset.thresholds.includes(board.threshold)) {
-      board.threshold = dataset.thresholds.includes(30) ? 30 : dataset.thresholds[0];
-    }
+    if (!dataset.thresholds.includes(board.threshold)) board.threshold = referenceThreshold(dataset);
     const rows = (dataset.leaderboardRows ||= rowsOf(dataset.leaderboard.table));
     const redraw = (value, name) => {
       if (name === "dataset") state.dataset = Number(value);
@@ -593,7 +724,7 @@ const encoderlens = (() => {
                         (v) => Math.max(...v));
     const heads = pick("head", unique("head", (r) => r.variant === f.variant && r.method === f.method &&
                        r.layer === f.layer), (v) => (v.includes(-1) ? -1 : v[0]));
-    pick("threshold", dataset.thresholds, (v) => (v.includes(30) ? 30 : v[0]));
+    pick("threshold", dataset.thresholds, () => referenceThreshold(dataset));
     const redraw = (value, name) => {
       f[name] = ["layer", "head", "threshold"].includes(name) ? Number(value) : value;
       renderFeatures();
@@ -637,24 +768,210 @@ const encoderlens = (() => {
         "Heatmap colours: viridis over IoU 0 to 0.6." }));
   }
 
-  // ---- geo probes and captions ------------------------------------------------------------------
+  // ---- small SVG charts (geo and captions) -------------------------------------------------------
+  // Every chart is an <svg> with a viewBox and width 100%, so it scales to the page and never makes
+  // it scroll sideways; series colours follow the figures' order.
+  const SVG = "http://www.w3.org/2000/svg";
+  function svgNode(tag, attributes = {}, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  const SERIES = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"];
+  function legend(names) {
+    return element("p", { class: "legend" }, names.map((name, k) => element("span", {}, [
+      element("i", { style: `background:${SERIES[k % SERIES.length]}` }), name])));
+  }
+  // axes: x from categories or a (log) scale, y linear; returns the svg and the two mappings
+  function frame({ width = 720, height = 260, xLabel = "", yLabel = "", y = [0, 1], yTicks = 5, x = null,
+                   logX = false, title = "" }) {
+    const m = { left: 56, right: 12, top: title ? 22 : 10, bottom: 40 };
+    const svg = svgNode("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img" });
+    if (title) svg.append(svgNode("text", { x: m.left, y: 14, class: "title" }, title));
+    const [y0, y1] = y;
+    const sy = (v) => m.top + (height - m.top - m.bottom) * (1 - (v - y0) / (y1 - y0 || 1));
+    let sx = null;
+    if (x) {
+      const [x0, x1] = logX ? x.map(Math.log10) : x;
+      sx = (v) => m.left + (width - m.left - m.right) * (((logX ? Math.log10(v) : v) - x0) / (x1 - x0 || 1));
+      const ticks = logX ? [] : [x0, (x0 + x1) / 2, x1];
+      if (logX) for (let e = Math.ceil(x0); e <= Math.floor(x1); e++) ticks.push(10 ** e);
+      for (const t of ticks) {
+        svg.append(svgNode("line", { x1: sx(t), x2: sx(t), y1: height - m.bottom, y2: height - m.bottom + 4, class: "tick" }));
+        svg.append(svgNode("text", { x: sx(t), y: height - m.bottom + 15, "text-anchor": "middle" },
+                           logX ? String(t) : number(t, 0)));
+      }
+    }
+    for (let k = 0; k <= yTicks; k++) {
+      const v = y0 + (y1 - y0) * k / yTicks;
+      svg.append(svgNode("line", { x1: m.left, x2: width - m.right, y1: sy(v), y2: sy(v), class: "grid" }));
+      svg.append(svgNode("text", { x: m.left - 4, y: sy(v) + 4, "text-anchor": "end" }, number(v, 2)));
+    }
+    svg.append(svgNode("text", { x: (m.left + width - m.right) / 2, y: height - 4, "text-anchor": "middle", class: "label" }, xLabel));
+    svg.append(svgNode("text", { x: 12, y: (m.top + height - m.bottom) / 2, "text-anchor": "middle", class: "label",
+                                 transform: `rotate(-90 12 ${(m.top + height - m.bottom) / 2})` }, yLabel));
+    return { svg, sx, sy, m, width, height };
+  }
+
+  // grouped bars with whiskers and a grey tick per bar (e.g. majority baseline)
+  function barChart({ groups, series, value, low, high, tick, yLabel, y = [0, 1], title }) {
+    const f = frame({ yLabel, y, title, height: 280 });
+    const plotW = f.width - f.m.left - f.m.right;
+    const groupW = plotW / Math.max(1, groups.length), barW = (groupW * 0.8) / Math.max(1, series.length);
+    groups.forEach((group, g) => {
+      f.svg.append(svgNode("text", { x: f.m.left + groupW * (g + 0.5), y: f.height - f.m.bottom + 15,
+                                     "text-anchor": "middle" }, group));
+      series.forEach((name, k) => {
+        const v = value(group, name);
+        if (v === null || v === undefined) return;
+        const x = f.m.left + groupW * g + groupW * 0.1 + barW * k;
+        f.svg.append(svgNode("rect", { x, y: f.sy(Math.max(v, y[0])), width: barW * 0.9, height: Math.max(0, f.sy(y[0]) - f.sy(v)),
+                                       fill: SERIES[k % SERIES.length], class: "column", "data-group": group,
+                                       "data-series": name, "data-value": v }, undefined));
+        f.svg.lastChild.append(svgNode("title", {}, `${name} · ${group}: ${number(v, 3)}`));
+        const lo = low ? low(group, name) : null, hi = high ? high(group, name) : null;
+        if (lo !== null && hi !== null && lo !== undefined && hi !== undefined) {
+          const cx = x + barW * 0.45;
+          f.svg.append(svgNode("line", { x1: cx, x2: cx, y1: f.sy(lo), y2: f.sy(hi), class: "whisker" }));
+        }
+        const t = tick ? tick(group, name) : null;
+        if (t !== null && t !== undefined) {
+          f.svg.append(svgNode("line", { x1: x - 1, x2: x + barW * 0.9 + 1, y1: f.sy(t), y2: f.sy(t), class: "baseline" }));
+        }
+      });
+    });
+    return f.svg;
+  }
+
+  // lines (optionally with a ±band) over a numeric x, one per series
+  function lineChart({ series, xLabel, yLabel, x, y, logX = false, title, steps = false }) {
+    const f = frame({ xLabel, yLabel, x, y, logX, title });
+    series.forEach((s, k) => {
+      const colourOf = SERIES[k % SERIES.length];
+      if (s.band) {
+        const upper = s.points.map((p) => `${f.sx(p.x)},${f.sy(Math.min(y[1], p.y + p.band))}`);
+        const lower = s.points.slice().reverse().map((p) => `${f.sx(p.x)},${f.sy(Math.max(y[0], p.y - p.band))}`);
+        f.svg.append(svgNode("polygon", { points: [...upper, ...lower].join(" "), fill: colourOf, "fill-opacity": 0.15 }));
+      }
+      const points = steps
+        ? s.points.flatMap((p) => [`${f.sx(p.x0)},${f.sy(p.y)}`, `${f.sx(p.x1)},${f.sy(p.y)}`])
+        : s.points.map((p) => `${f.sx(p.x)},${f.sy(p.y)}`);
+      f.svg.append(svgNode("polyline", { points: points.join(" "), fill: "none", stroke: colourOf, "stroke-width": 2,
+                                         class: "series", "data-series": s.name }));
+    });
+    return f.svg;
+  }
+
+  function details(summary, tables) {
+    const node = element("details", { class: "internals" }, [element("summary", { text: summary })]);
+    for (const [name, table] of tables) {
+      node.append(element("h4", { text: name }),
+                  element("div", { class: "scroll" }, [htmlTable(rowsOf(table), Object.keys(table.columns), `raw-${name}`)]));
+    }
+    return node;
+  }
+  const unique = (rows, field) => [...new Set(rows.map((r) => r[field]))];
+  const label = (r) => [r.model, r.variant && r.variant !== "frozen" ? r.variant : null, r.features]
+    .filter(Boolean).join(" · ");
+
+  // ---- geo: probes, GeoScore, cosine vs distance, gallery study, distance calibration ------------
+  const geoView = {};
   function renderGeo() {
     const page = $("#page-geo");
     page.replaceChildren(element("h2", { text: "Geographic knowledge (street-view datasets)" }));
     if (!state.index.geo.length) {
       page.append(element("p", { text: "No street-view (geo) dataset in this configuration." }));
     }
-    const titles = { probes: "Linear probes (held-out accuracy)", knn: "kNN geolocation",
-                     geometry: "Embedding geometry (cosine vs distance)" };
-    for (const geo of state.index.geo) {
-      page.append(element("h3", { text: geo.dataset }));
-      for (const [name, table] of Object.entries(geo.tables)) {
-        page.append(element("h4", { text: titles[name] || name }));
-        page.append(htmlTable(rowsOf(table), Object.keys(table.columns), `geo-${name}`));
+    state.index.geo.forEach((geo, g) => {
+      const charts = geo.charts || {};
+      const view = (geoView[geo.dataset] ||= {});
+      const section = element("section", { class: "geo", "data-dataset": geo.dataset });
+      section.append(element("h3", { text: geo.dataset + (geo.earlier ? " (from an earlier run, not in this config)" : "") }));
+      if (charts.probes) {
+        const rows = rowsOf(charts.probes);
+        const levels = unique(rows, "level"), series = unique(rows.map((r) => ({ s: label(r) })), "s");
+        const find = (level, name) => rows.find((r) => r.level === level && label(r) === name);
+        section.append(element("h4", { text: "Linear probes: held-out top-1 accuracy per level" }),
+          barChart({ groups: levels, series, yLabel: "top-1 accuracy", y: [0, 1],
+                     value: (l, n) => find(l, n)?.top1, low: (l, n) => find(l, n)?.ci_low,
+                     high: (l, n) => find(l, n)?.ci_high, tick: (l, n) => find(l, n)?.majority_top1 }),
+          legend(series),
+          element("p", { class: "note", text: "Bars: top-1 accuracy of a linear probe on the frozen embedding; " +
+            "whiskers: Wilson 95% interval over the test images; grey ticks: the majority-class accuracy " +
+            "on the same split (a probe below its tick learned nothing). Levels whose classes could not be " +
+            "probed are left out (see the details)." }));
       }
-    }
+      if (charts.geoscore) {
+        const rows = rowsOf(charts.geoscore);
+        const methods = unique(rows, "method");
+        if (!methods.includes(view.method)) view.method = methods.includes("top1") ? "top1" : methods[0];
+        const own = rows.filter((r) => r.method === view.method);
+        const names = unique(own.map((r) => ({ s: label(r) })), "s");
+        const series = names.map((name) => {
+          const bins = own.filter((r) => label(r) === name);
+          const total = bins.reduce((a, r) => a + r.count, 0) || 1;
+          return { name, points: bins.map((r) => ({ x0: r.lo, x1: r.hi, y: r.count / total })) };
+        });
+        const top = Math.max(0.05, ...series.flatMap((s) => s.points.map((p) => p.y)));
+        section.append(element("h4", { text: "kNN geolocation: GeoScore of the held-out queries" }),
+          element("div", { class: "controls" }, [select(`geo-method-${g}`, methods.map((m) => [m, m]), view.method,
+            (value) => { view.method = value; renderGeo(); }, "kNN prediction")]),
+          lineChart({ series, steps: true, xLabel: "GeoScore (5000 = exact, 0 = far)", yLabel: "share of queries",
+                      x: [0, 5000], y: [0, Math.min(1, top * 1.1)] }),
+          legend(names));
+      }
+      if (charts.knn) {
+        const rows = rowsOf(charts.knn);
+        const columns = ["model", "variant", "features", "method", "geoscore", "median_km",
+                         ...Object.keys(charts.knn.columns).filter((c) => c.endsWith("_accuracy"))];
+        section.append(element("div", { class: "scroll" }, [htmlTable(rows, columns.filter((c) => c in charts.knn.columns), "geo-knn")]));
+      }
+      if (charts.geometry_bins) {
+        const rows = rowsOf(charts.geometry_bins).filter((r) => r.count > 0);
+        const names = unique(rows.map((r) => ({ s: label(r) })), "s");
+        const series = names.map((name) => ({ name, band: true, points: rows.filter((r) => label(r) === name)
+          .map((r) => ({ x: Math.sqrt(Math.max(r.lo_km, 1) * r.hi_km), y: r.cosine_mean, band: r.cosine_std || 0 })) }));
+        const xs = rows.flatMap((r) => [Math.max(r.lo_km, 1), r.hi_km]);
+        const ys = rows.flatMap((r) => [r.cosine_mean - (r.cosine_std || 0), r.cosine_mean + (r.cosine_std || 0)]);
+        section.append(element("h4", { text: "Embedding geometry: cosine similarity against distance" }),
+          lineChart({ series, logX: true, xLabel: "distance between the two images (km, log scale)",
+                      yLabel: "mean cosine", x: [Math.min(...xs), Math.max(...xs)],
+                      // the range of the means and bands, not from 0: cosines of one encoder often differ in the 2nd decimal
+                      y: [Math.max(-1, Math.min(...ys) - 0.02), Math.min(1, Math.max(...ys) + 0.02)] }),
+          legend(names),
+          element("p", { class: "note", text: "Mean cosine similarity of image pairs per distance bin (band: ±1 s.d.); " +
+            "a curve falling with distance means the embedding orders images by place." }));
+      }
+      if (charts.gallery) {
+        const rows = rowsOf(charts.gallery);
+        const kinds = unique(rows, "gallery");
+        const names = unique(rows.map((r) => ({ s: [r.model, r.variant !== "frozen" ? r.variant : null].filter(Boolean).join(" · ") })), "s");
+        const of = (kind, name) => rows.filter((r) => r.gallery === kind &&
+          [r.model, r.variant !== "frozen" ? r.variant : null].filter(Boolean).join(" · ") === name).map((r) => r.geoscore);
+        const mean = (v) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null);
+        section.append(element("h4", { text: "Gallery study: GeoScore by how the kNN gallery was sampled" }),
+          barChart({ groups: kinds, series: names, yLabel: "mean GeoScore over seeds", y: [0, 5000],
+                     value: (k, n) => mean(of(k, n)), low: (k, n) => (of(k, n).length ? Math.min(...of(k, n)) : null),
+                     high: (k, n) => (of(k, n).length ? Math.max(...of(k, n)) : null) }),
+          legend(names),
+          element("p", { class: "note", text: "Bars: mean GeoScore over the seeds for each gallery sampling; whiskers: " +
+            "the lowest and highest seed." }));
+      }
+      if (charts.calibration) {
+        const rows = rowsOf(charts.calibration);
+        section.append(element("h4", { text: "Distance calibration (distcal) against the frozen encoder" }),
+          element("div", { class: "scroll" }, [htmlTable(rows, Object.keys(charts.calibration.columns), "geo-calibration")]),
+          element("p", { class: "note", text: "Held-out queries; collapse: the calibrated embeddings lost half " +
+            "their effective rank or spread." }));
+      }
+      section.append(details("All columns (fit internals: iterations, convergence, stratification)",
+                             Object.entries(geo.tables)));
+      page.append(section);
+    });
   }
 
+  // ---- captions: where the captions place their images, accuracy per subset, diversity ----------
   const captionView = {};
   function renderCaptions() {
     const page = $("#page-captions");
@@ -662,29 +979,60 @@ const encoderlens = (() => {
     if (!state.index.captions.length) {
       page.append(element("p", { text: "No caption dataset (or caption stage) in this configuration." }));
     }
-    for (const captions of state.index.captions) {
+    state.index.captions.forEach((captions, c) => {
       const rows = (captions.rows ||= rowsOf(captions.distributions));
       const view = (captionView[captions.dataset] ||= {});
-      const levels = [...new Set(rows.map((r) => r.level))];
-      const entities = [...new Set(rows.map((r) => r.entity))];
+      const levels = unique(rows, "level"), entities = unique(rows, "entity");
       if (!levels.includes(view.level)) view.level = levels.includes("continent") ? "continent" : levels[0];
       if (!entities.includes(view.entity)) view.entity = entities.includes("all") ? "all" : entities[0];
-      const redraw = (value, name) => { view[name] = value; renderCaptions(); };
+      const redraw = (value, name) => { view[name.replace(/-\d+$/, "")] = value; renderCaptions(); };
       const shown = rows.filter((r) => r.level === view.level && r.entity === view.entity)
-        .sort((a, b) => b.share - a.share);
+        .sort((a, b) => (a.place === "Unknown") - (b.place === "Unknown") || b.share - a.share);
+      const total = shown.reduce((a, r) => a + r.count, 0);
+      const unknown = shown.find((r) => r.place === "Unknown");
       const table = element("table", { class: "captions" });
-      table.append(element("tr", {}, ["place", "count", "share", ""].map((c) => element("th", { text: c }))));
-      for (const r of shown.slice(0, 40)) {
-        table.append(element("tr", {}, [element("td", { class: "text", text: r.place }),
-          element("td", { text: String(r.count) }), element("td", { text: number(r.share, 3) }),
-          element("td", { class: "text" }, [element("span", { class: "bar", style: `width:${Math.round(300 * r.share)}px` })])]));
+      table.append(element("tr", {}, ["place", "count", "share", ""].map((h) => element("th", { text: h }))));
+      const top = shown.filter((r) => r.place !== "Unknown").slice(0, 30).concat(unknown ? [unknown] : []);
+      for (const r of top) {
+        table.append(element("tr", { class: r.place === "Unknown" ? "unknown" : "" }, [
+          element("td", { class: "text", text: r.place }), element("td", { text: String(r.count) }),
+          element("td", { text: number(r.share, 3) }),
+          element("td", { class: "text" }, [element("span", { class: r.place === "Unknown" ? "bar grey" : "bar",
+                                                              style: `width:${Math.round(300 * r.share)}px` })])]));
       }
-      page.append(element("h3", { text: captions.dataset }),
+      const section = element("section", { class: "captions", "data-dataset": captions.dataset });
+      section.append(element("h3", { text: captions.dataset + (captions.earlier ? " (from an earlier run, not in this config)" : "") }),
+        element("h4", { text: "Where the captions place their images" }),
         element("div", { class: "controls" }, [
-          select("level", levels.map((l) => [l, l]), view.level, redraw),
-          select("entity", entities.map((e) => [e, e]), view.entity, redraw)]),
-        table, element("p", { class: "note", text: shown.length > 40 ? `top 40 of ${shown.length} places` : "" }));
-    }
+          select(`level-${c}`, levels.map((l) => [l, l]), view.level, redraw),
+          select(`entity-${c}`, entities.map((e) => [e, e]), view.entity, redraw)]),
+        table,
+        element("p", { class: "note", text: `${total} captions in all; Unknown (no place found or resolved): ` +
+          `${unknown ? unknown.count : 0} (${number(unknown ? unknown.share : 0, 3)}). ` +
+          (shown.length - (unknown ? 1 : 0) > 30 ? `Top 30 of ${shown.length - (unknown ? 1 : 0)} places shown.` : "") }));
+      if (captions.evaluation) {
+        const evaluation = rowsOf(captions.evaluation);
+        const groups = evaluation.map((r) => (r.scope === "subset" ? r.subset : r.scope));
+        const find = (group) => evaluation[groups.indexOf(group)];
+        section.append(element("h4", { text: "Country prediction accuracy per subset" }),
+          barChart({ groups, series: ["accuracy"], y: [0, 1], yLabel: "accuracy",
+                     value: (g) => find(g).accuracy, low: (g) => find(g).ci_low, high: (g) => find(g).ci_high }),
+          element("p", { class: "note", text: "Captions with a known country; whiskers: Wilson 95% interval. " +
+            evaluation.map((r, k) => `${groups[k]}: n = ${r.n}, Unknown ${r.n_unknown}`).join("; ") + "." }));
+      }
+      if (captions.diversity) {
+        const diversity = rowsOf(captions.diversity);
+        const groups = [...new Set(diversity.map((r) => (r.country ? `${r.entity} · ${r.country}` : r.entity)))].slice(0, 24);
+        const find = (group) => diversity.find((r) => (r.country ? `${r.entity} · ${r.country}` : r.entity) === group);
+        const top = Math.max(1, ...diversity.flatMap((r) => [r.vendi_image ?? 0, r.vendi_caption ?? 0]));
+        section.append(element("h4", { text: "Diversity (Vendi score) of images and captions" }),
+          barChart({ groups, series: ["vendi_image", "vendi_caption"], y: [0, top * 1.05], yLabel: "Vendi score",
+                     value: (g, s) => find(g)?.[s] }),
+          legend(["images", "captions"]),
+          element("p", { class: "note", text: "Vendi score: the effective number of distinct items (1 = all alike)." }));
+      }
+      page.append(section);
+    });
   }
 
   // ---- registration (called by the data files) --------------------------------------------------
@@ -713,7 +1061,7 @@ const encoderlens = (() => {
     registerIndex, registerImage, registerFeatures, state,
     timings: () => state.timings,
     // exposed for tests: the page's own decoders and resampler
-    b85decode, formatScore, upsample, slotMap, massRegion,
+    b85decode, formatScore, formatPointing, upsample, slotMap, massRegion, imageHash,
   };
 })();
 window.encoderlens = encoderlens;
