@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from encoderlens.alignment.study import score_attention_file, score_baselines
+from encoderlens.alignment.job import score_attention_file, score_baselines
 from encoderlens.tables import write_table
 
 THRESHOLDS = [10.0, 30.0, 50.0]

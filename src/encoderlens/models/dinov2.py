@@ -16,15 +16,10 @@ ANALYSIS_IMAGE_SIZE = 224
 
 class Dinov2Adapter(HFViTAdapter):
     family = "dinov2"
-    hub_ids = ("facebook/dinov2-with-registers-base",)
     model_class = Dinov2WithRegistersModel
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
     final_norm = "layernorm"
     after_blocks_paths = ("layernorm",)
-
-    @classmethod
-    def n_prefix_tokens(cls, config) -> int:
-        return 1 + int(config.num_register_tokens)
 
     @classmethod
     def default_image_size(cls, config) -> int:
