@@ -6,7 +6,7 @@ import pytest
 
 from encoderlens.geo.distance import geoscore
 from encoderlens.geo.knn import knn_geolocate, split_gallery_queries
-from encoderlens.geo.study import knn_study
+from encoderlens.geo.job import knn_study
 
 
 def test_knn_study_matches_the_library_calls_it_composes():

@@ -5,8 +5,8 @@ log_to(snakemake.log[0])
 import pandas as pd
 import torch
 
-from encoderlens.geo.study import aligned_manifest, read_features
-from encoderlens.probes.run import run_probes
+from encoderlens.geo.job import aligned_manifest, read_features
+from encoderlens.probes.job import run_probes
 from encoderlens.tables import write_table
 
 settings = snakemake.params.probes
