@@ -8,7 +8,7 @@ uniform pixels at 224x224 (the flattest case for the mass thresholds, like the r
 
 Measured (medians of --repeats runs; wall and CPU seconds, since the machine may be shared):
 - kernel: `score_grid_maps` (upsampling inside the compiled kernel) on all maps in one call, on 1
-  and on --threads threads, as `alignment.study` calls it; `score_maps` for --kind noise;
+  and on --threads threads, as `alignment.job` calls it; `score_maps` for --kind noise;
 - reference: the NumPy implementation (`upsample` + `score_maps_reference`, one sort per map) on
   --reference-images images, and the ratio kernel / reference;
 - loop: the per-map, per-threshold Python loop (`mass_iou`: one full sort per map and threshold) on

@@ -45,7 +45,7 @@ def main():
         os.environ[variable] = str(args.threads)
 
     from encoderlens.captions.gazetteer import extract_mentions
-    from encoderlens.captions.jobs import gazetteer_from_places
+    from encoderlens.captions.job import gazetteer_from_places
     from encoderlens.captions.names import place_names
     from encoderlens.captions.predict import predict_from_candidates
     from encoderlens.captions.retrieval import NameIndex, build_name_index, retrieve_candidates

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from encoderlens.alignment.study import COLUMNS, FEATURE_COLUMNS
+from encoderlens.alignment.job import COLUMNS, FEATURE_COLUMNS
 from encoderlens.report.dashboard import build_dashboard
 
 MODELS = ["dinov2", "dinov3", "mae", "clip", "siglip2", "resnet50"]

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from encoderlens.geo.study import gallery_study, geometry_study
+from encoderlens.geo.job import gallery_study, geometry_study
 
 BINS = (0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0, 20038.0)
 

@@ -1,15 +1,16 @@
 # The only place that reads the config: validation, wildcard constraints, input functions and the
 # list of final targets. Every value a job uses reaches it through params built from its wildcards.
 
-import json
 import os
 
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from encoderlens.attention.methods import methods_for
 from encoderlens.config_check import check_config
 from encoderlens.data.listing import listing_fingerprint, metadata_files
 from encoderlens.data.local_layout import local_dataset_problem
+from encoderlens.models.families import family_traits
 from encoderlens.models.snapshot import hub_offline, snapshot_problem
 
 # one short line per problem, naming the key (Snakemake's own message prints the whole schema), then
@@ -42,6 +43,17 @@ CALIBRATED_MODELS = config["geo"]["calibration"]["models"]
 FINETUNE = config["finetune"]
 FINETUNE_STRATEGIES = FINETUNE["strategies"]  # style fine-tuning variants: linear, lora, full
 VARIANTS = ["frozen"] + ([CALIBRATED] if CALIBRATED_MODELS else []) + FINETUNE_STRATEGIES
+STYLE_STRATEGIES = ("linear", "lora", "full")  # the schema's finetune.strategies
+
+
+def traits_of(model):
+    """The model's family's row of the traits table (encoderlens.models.families)."""
+    return family_traits(MODELS[model]["family"])
+
+
+def map_methods_of(model):
+    """The names of the map methods extraction stores for the model's family."""
+    return [method.name for method in methods_for(MODELS[model]["family"])]
 
 
 def _check_model_references():
@@ -61,10 +73,10 @@ def _check_calibrated_models():
     unknown = [m for m in CALIBRATED_MODELS if m not in MODELS]
     if unknown:
         raise ValueError(f"config: geo.calibration.models names {unknown}, which are not keys of models")
-    cnn = [m for m in CALIBRATED_MODELS if MODELS[m]["family"] == "resnet"]
-    if cnn:
-        raise ValueError(f"config: geo.calibration.models: {cnn} are CNNs; LoRA calibration needs attention "
-                         f"projections (ViT families)")
+    without = [m for m in CALIBRATED_MODELS if not traits_of(m).lora_targets]
+    if without:
+        raise ValueError(f"config: geo.calibration.models: {without} have no attention projections (CNNs); "
+                         f"LoRA calibration needs them (ViT families)")
 
 
 _check_calibrated_models()
@@ -250,7 +262,7 @@ def extraction_gpus(wildcards):
 def variants_of(dataset, model):
     """The variants extracted for one dataset and model: frozen, plus the ones configured for them."""
     variants = ["frozen"]
-    if DATASETS[dataset]["format"] in ("osv5m",) and model in CALIBRATED_MODELS:
+    if DATASETS[dataset]["format"] in GEO_FORMATS and model in CALIBRATED_MODELS:
         variants.append(CALIBRATED)
     return variants + finetune_variants_of(dataset, model)
 
@@ -345,7 +357,7 @@ def retrieval_params(wildcards):
 
 
 def _has_cls_attention(model):
-    return MODELS[model]["family"] in ("dinov2", "dinov3", "mae", "clip")
+    return "cls" in map_methods_of(model)  # the attention statistics read CLS attention
 
 
 GEO_DEPTH_TABLES = ("failures", "failure_attributes", "failure_attribute_tests", "regional", "regional_tests",
@@ -412,7 +424,7 @@ def geo_targets():
         for model in DATASETS[dataset]["models"]:
             folder = f"results/{dataset}/{model}/frozen"
             targets += [f"results/{dataset}/{model}/probes.parquet", f"{folder}/knn.parquet"]
-            if _has_cls_attention(model):
+            if "cls" in map_methods_of(model):  # the statistics read CLS attention
                 targets.append(f"{folder}/attention_stats.parquet")
             if CALIBRATED in variants_of(dataset, model):
                 targets.append(f"results/{dataset}/{model}/calibration.parquet")
@@ -447,7 +459,7 @@ _check_finetune_models()
 
 def finetune_skipped(model):
     """Strategies configured but not applicable to a model's family, with the reason recorded."""
-    if "lora" in FINETUNE_STRATEGIES and MODELS[model]["family"] == "resnet":
+    if "lora" in FINETUNE_STRATEGIES and not traits_of(model).lora_targets:
         return {"lora": "LoRA adapts attention projections; a ResNet has none (linear and full still run)"}
     return {}
 
@@ -479,7 +491,7 @@ def finetune_params(wildcards):
 def extraction_splits(wildcards):
     """Manifest splits a variant is extracted on: all for frozen; the held-out annotated images for a
     style fine-tuning variant unless finetune.extract_images is "all"."""
-    if wildcards.variant in ("linear", "lora", "full") and FINETUNE["extract_images"] == "heldout":
+    if wildcards.variant in STYLE_STRATEGIES and FINETUNE["extract_images"] == "heldout":
         return ["annotated"]
     return None
 

@@ -111,7 +111,7 @@ rule caption_figures:
     log:
         "logs/figures/{dataset}/captions.log",
     wildcard_constraints:
-        dataset=_alternatives(_caption_datasets()),
+        dataset=_alternatives(CAPTION_DATASETS),
     resources:
         mem_mb=memory_mb(2000, per_image_kb=4),
         runtime=runtime_minutes(10, per_image_s=0.01),

@@ -2,7 +2,6 @@
 # rules as in common.smk; only those rules use them.
 
 FIGURES = config["figures"]
-TUNING_STRATEGIES = ("linear", "lora", "full")  # style fine-tuning variants (finetune stage)
 
 FIGURE_TITLES = {
     "leaderboard": "Leaderboard",
@@ -62,12 +61,8 @@ def _producible(path):
     return any(rule.is_producer(path) for rule in workflow.rules)
 
 
-def _caption_datasets():
-    return [name for name, entry in DATASETS.items() if entry["format"] == "captions"]
-
-
 def _tuned_variants(dataset, model):
-    return [v for v in variants_of(dataset, model) if v in TUNING_STRATEGIES]
+    return [v for v in variants_of(dataset, model) if v in STYLE_STRATEGIES]
 
 
 def _models_with_variant(dataset, variant):
@@ -178,7 +173,7 @@ def figure_targets():
         targets += _figure_pngs(dataset, ["probe_accuracy", "cosine_distance", "geoscore", "gallery"])
         if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]:
             targets += _figure_pngs(dataset, ["regional_world", "regional_continents", "cka", "failure_gallery"])
-    for dataset in _caption_datasets():
+    for dataset in CAPTION_DATASETS:
         if _producible(f"results/{dataset}/captions/distributions.parquet"):
             targets += _figure_pngs(dataset, ["caption_continents"])
     return targets

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from encoderlens.alignment.study import score_attention_file, score_baselines
+from encoderlens.alignment.job import score_attention_file, score_baselines
 from encoderlens.tables import write_table
 
 THRESHOLDS = [10.0, 30.0, 50.0]
@@ -141,8 +141,8 @@ def pointing_text(value: float) -> str:
 
 def write_geo_and_captions(results: Path, seed: int = 0) -> dict:
     """Geo tables of two models (frozen; distcal for one) and caption tables, in the columns the geo and
-    caption stages write (probes.run.COLUMNS, geo.study, geo.calibration, captions.profile/diversity)."""
-    from encoderlens.probes.run import COLUMNS
+    caption stages write (probes.job.COLUMNS, geo.job, geo.calibration, captions.profile/diversity)."""
+    from encoderlens.probes.job import COLUMNS
 
     rng = np.random.default_rng(seed)
     for model in ("street_a", "street_b"):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encoderlens.alignment import (BASELINES, METHODS, available_methods, baseline_maps, box_mask,
+from encoderlens.alignment import (BASELINES, METHOD_NAMES, available_methods, baseline_maps, box_mask,
                                    box_masks, coverage, feature_masks, image_seed, iou, mass_iou,
                                    mass_threshold, pointing_game, read_method, score_baseline,
                                    score_maps, upsample, within_tolerance)
@@ -486,7 +486,7 @@ def test_method_readers_label_every_variant():
         single = read_method(name, store, np.array([0, 2]))
         np.testing.assert_array_equal(single.maps[:, 0], store[name][[0, 2]])
         assert single.layer.tolist() == [-1] and single.head.tolist() == [""]
-    assert set(METHODS) == {"cls", "rollout", "mean", "map_probe", "gradcam"}
+    assert METHOD_NAMES == ("cls", "rollout", "mean", "map_probe", "gradcam")
     with pytest.raises(ValueError, match="unknown attention method"):
         read_method("attention", store)
 

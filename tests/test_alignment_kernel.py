@@ -281,7 +281,7 @@ def test_study_table_equals_the_per_image_reference(tmp_path):
     import h5py
     import pandas as pd
 
-    from encoderlens.alignment.study import COLUMNS, FEATURE_COLUMNS, score_attention_file
+    from encoderlens.alignment.job import COLUMNS, FEATURE_COLUMNS, score_attention_file
 
     rng = np.random.default_rng(12)
     n, layers, heads, grid, size = 7, 2, 3, 4, 32

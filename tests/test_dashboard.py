@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dashboard_support import MODELS, N_IMAGES, SETTINGS, THRESHOLDS, registered, write_study
-from encoderlens.alignment.methods import read_method
+from encoderlens.attention.methods import read_method
 from encoderlens.report.dashboard import build_dashboard
 from encoderlens.report.dashboard_encode import (MISSING, b85, b85_decode, dequantise_maps, format_score,
                                                  quantise_maps, score_codes)

@@ -7,7 +7,7 @@ from matplotlib.collections import PolyCollection
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from encoderlens.geo.study import geometry_study
+from encoderlens.geo.job import geometry_study
 from encoderlens.report.figures_captions import (continent_matrix, every_caption_distribution,
                                                  plot_caption_continents)
 from encoderlens.report.figures_finetune import delta_table, plot_delta_iou

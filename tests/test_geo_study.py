@@ -6,7 +6,7 @@ import pytest
 
 from encoderlens.geo.distance import geoscore
 from encoderlens.geo.knn import knn_geolocate, split_gallery_queries
-from encoderlens.geo.study import knn_study
+from encoderlens.geo.job import knn_study
 
 
 def test_knn_study_matches_the_library_calls_it_composes():
@@ -67,7 +67,7 @@ def test_knn_study_clamps_k_to_the_gallery_with_a_note():
 
 
 def test_knn_and_geometry_on_one_image_are_not_computable():
-    from encoderlens.geo.study import gallery_study, geometry_study
+    from encoderlens.geo.job import gallery_study, geometry_study
 
     _, embeddings, table, places = _tiny_streets(1)
     metrics, predictions = knn_study({"cls": embeddings, "mean": embeddings}, table, places, 0.2, 10, 0)
@@ -82,7 +82,7 @@ def test_knn_and_geometry_on_one_image_are_not_computable():
 
 def test_geometry_and_gallery_studies_sample_rows_above_the_cap():
     from encoderlens.geo.geometry import anisotropy
-    from encoderlens.geo.study import gallery_study, geometry_study
+    from encoderlens.geo.job import gallery_study, geometry_study
 
     latlon, embeddings, table, places = _tiny_streets(300)
     full, _ = geometry_study({"cls": embeddings}, table, 500, 0, [0, 25, 20000])

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from encoderlens.captions.jobs import extract_job
+from encoderlens.captions.job import extract_job
 from encoderlens.captions.llm import llm_extract
 from encoderlens.secrets import REDACTED
 from test_captions_llm import IDS, KEY, TEXTS, client, stub  # noqa: F401 (fixtures)

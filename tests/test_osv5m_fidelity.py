@@ -21,7 +21,7 @@ from encoderlens.data.manifest import read_csv_keep_na
 from encoderlens.data.osv5m import build_key, level_keys, read_osv5m
 from encoderlens.data.synthetic_streets import write_synthetic_streets
 from encoderlens.geo.places_lookup import PlaceIndex, admin_accuracy, predicted_places
-from encoderlens.geo.study import ADMIN_LEVELS
+from encoderlens.geo.job import ADMIN_LEVELS
 
 
 # ---- 5: admin accuracy against reverse_geocoder's labels -----------------------------------------

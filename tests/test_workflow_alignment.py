@@ -8,7 +8,7 @@ import yaml
 
 from test_alignment_kernel import per_image_reference
 
-from encoderlens.alignment.study import COLUMNS, FEATURE_COLUMNS
+from encoderlens.alignment.job import COLUMNS, FEATURE_COLUMNS
 
 pytestmark = pytest.mark.e2e
 

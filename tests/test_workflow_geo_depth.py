@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from encoderlens.geo.compare import linear_cka
-from encoderlens.geo.study import read_features
+from encoderlens.geo.job import read_features
 
 pytestmark = pytest.mark.e2e
 

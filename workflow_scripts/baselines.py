@@ -4,7 +4,7 @@ log_to(snakemake.log[0])
 
 import pandas as pd
 
-from encoderlens.alignment.study import score_baselines
+from encoderlens.alignment.job import score_baselines
 from encoderlens.tables import write_table
 
 settings = snakemake.params.baselines

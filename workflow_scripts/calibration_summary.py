@@ -5,7 +5,7 @@ log_to(snakemake.log[0])
 import pandas as pd
 
 from encoderlens.geo.calibration import calibration_summary, variant_metrics
-from encoderlens.geo.study import read_features
+from encoderlens.geo.job import read_features
 from encoderlens.tables import write_table
 
 feature = snakemake.params.feature

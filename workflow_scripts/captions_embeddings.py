@@ -2,7 +2,7 @@ from encoderlens.logs import log_done, log_to
 
 log_to(snakemake.log[0])
 
-from encoderlens.captions import jobs
+from encoderlens.captions import job
 
-jobs.caption_embeddings_job(snakemake.input[0], snakemake.output[0], snakemake.params.encoder)
+job.caption_embeddings_job(snakemake.input[0], snakemake.output[0], snakemake.params.encoder)
 log_done(snakemake.output)

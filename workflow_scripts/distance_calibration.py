@@ -4,7 +4,7 @@ log_to(snakemake.log[0])
 
 from pathlib import Path
 
-from encoderlens.geo.calibration_job import calibrate
+from encoderlens.geo.job import calibrate
 
 settings = snakemake.params.calibration
 calibrate(

@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 
 from encoderlens.geo.depth import depth_study
-from encoderlens.geo.study import read_features
+from encoderlens.geo.job import read_features
 from encoderlens.tables import write_table
 
 settings = snakemake.params.depth

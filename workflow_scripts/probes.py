@@ -6,8 +6,8 @@ import pandas as pd
 import torch
 
 from encoderlens.data.osv5m import level_keys
-from encoderlens.geo.study import aligned_manifest, open_features
-from encoderlens.probes.run import run_probes
+from encoderlens.geo.job import aligned_manifest, open_features
+from encoderlens.probes.job import run_probes
 from encoderlens.tables import write_table
 
 settings = snakemake.params.probes

@@ -5,7 +5,7 @@ log_to(snakemake.log[0])
 import pandas as pd
 
 from encoderlens.geo.knn import KnnIndex
-from encoderlens.geo.study import (aligned_manifest, gallery_study, geometry_study, knn_study,
+from encoderlens.geo.job import (aligned_manifest, gallery_study, geometry_study, knn_study,
                                    read_features)
 from encoderlens.tables import write_table
 

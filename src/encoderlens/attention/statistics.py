@@ -38,7 +38,7 @@ STATISTICS = ("entropy", "entropy_norm", "top10_mass", "n_above_mean", "gini")
 COLUMNS = ("image_id", "layer", *STATISTICS, "n_patches", "grid_h", "grid_w", "scorable")
 TOP_PERCENT = 10
 MEAN_RTOL = 1e-9
-NO_LAYER = -1  # the layer label of maps given without one, as in alignment.methods
+NO_LAYER = -1  # the layer label of maps given without one, as in attention.methods
 
 
 def attention_statistics(cls_maps: np.ndarray, image_ids: Sequence[str] | None = None,

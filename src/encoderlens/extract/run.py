@@ -1,5 +1,9 @@
 """Batched extraction of embeddings and attention maps from one model over one image list.
 
+The embeddings come from one forward pass per batch; the maps are those of every map method that
+applies to the model's family (`attention.methods`), each computed from that forward pass or in a
+pass of its own, and stored under the method's dataset, shape and dtype.
+
 Each batch's arrays go to a shard as soon as they are computed (see `shards`); once every batch is
 done the shards are gathered into `embeddings.h5` and `attention.h5` and removed. A killed run resumes
 at the first missing batch, and because batches always hold the same images in the same order the
@@ -23,8 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from encoderlens import __version__
-from encoderlens.attention.gradcam import classifier_logits, gradcam_maps
-from encoderlens.attention.maps import cls_attention, mean_received_attention, rollout
+from encoderlens.attention.methods import ForwardPass, MapMethod, method_class, methods_for
 from encoderlens.data.images import as_rgb
 from encoderlens.extract.h5 import atomic_h5, create_per_image, set_attributes, write_ids
 from encoderlens.extract.shards import ShardStore
@@ -42,6 +45,7 @@ class ExtractionSettings:
     device: str = "auto"
     precision: str = "fp32"
     gradcam_target_class: int | None = None  # None: each image's own top class
+    # rollout_* and gradcam_* are read by those map methods
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,14 +121,13 @@ def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
         print(f"resuming after {batches_done} of {n_batches} finished batches", file=log)
     progress = tqdm(loader, total=n_batches, initial=batches_done, file=log, mininterval=5,
                     desc=f"{attributes.get('model', info.family)}", unit="batch")
-    # CNNs have no attention: their map is Grad-CAM on the classifier the checkpoint ships
-    logits_model = classifier_logits(adapter) if hasattr(adapter, "target_layers") else None
+    methods = [method(adapter, settings, attention_layers) for method in methods_for(adapter.traits)]
     for batch_index, pixels in enumerate(progress, start=batches_done):
         pixels = pixels.to(device)
-        arrays = _encode_batch(adapter, pixels, settings, attention_layers, embedding_layers)
-        if logits_model is not None:
-            arrays["att_gradcam"] = gradcam_maps(adapter, pixels, settings.gradcam_target_class,
-                                                 logits_model)
+        arrays, forward = _encode_batch(adapter, pixels, settings, embedding_layers,
+                                        attentions=any(m.needs_attentions for m in methods))
+        for method in methods:
+            arrays[MAP_PREFIX + method.name] = _checked(method, method.compute(forward), len(pixels))
         shards.write(batch_index, arrays)
 
     _gather(shards, n_batches, list(ids), embeddings_path, attention_path, attributes,
@@ -139,11 +142,11 @@ def _autocast(device: torch.device, precision: str):
 
 
 def _encode_batch(adapter: FamilyAdapter, pixels: torch.Tensor, settings: ExtractionSettings,
-                  attention_layers: list[int], embedding_layers: list[int]) -> dict[str, np.ndarray]:
+                  embedding_layers: list[int], attentions: bool) -> tuple[dict[str, np.ndarray], ForwardPass]:
+    """The batch's embeddings, and its forward pass for the map methods."""
     info = adapter.info
     with torch.no_grad(), _autocast(pixels.device, settings.precision):
-        output = adapter.encode(pixels, attentions=bool(info.num_heads),
-                                hidden_states=bool(embedding_layers))
+        output = adapter.encode(pixels, attentions=attentions, hidden_states=bool(embedding_layers))
     arrays = {"cls": _numpy(output.cls), "mean": _numpy(output.mean)}
     if output.cls_raw is not None:
         arrays["cls_raw"] = _numpy(output.cls_raw)
@@ -154,45 +157,34 @@ def _encode_batch(adapter: FamilyAdapter, pixels: torch.Tensor, settings: Extrac
         for layer in embedding_layers:
             tokens = _numpy(states[layer])
             arrays[f"layer_{layer}"] = tokens[:, 0] if info.has_cls else tokens[:, info.n_prefix_tokens:].mean(1)
-    grid = (info.grid_h, info.grid_w)
-    if output.attentions is not None:
-        attentions = [a.float() for a in output.attentions]
-        if info.has_cls:
-            arrays["att_cls"] = _numpy(cls_attention(attentions, attention_layers,
-                                                     info.n_prefix_tokens, grid))
-            arrays["att_rollout"] = _numpy(rollout(attentions, info.n_prefix_tokens, grid,
-                                                   settings.rollout_start_layer,
-                                                   settings.rollout_head_fusion))
-        else:
-            arrays["att_mean"] = _numpy(mean_received_attention(attentions, attention_layers,
-                                                                info.n_prefix_tokens, grid))
-    if output.map_probe is not None:
-        probe = _numpy(output.map_probe)
-        arrays["att_map_probe"] = probe.reshape(probe.shape[0], probe.shape[1], *grid)
-    return arrays
+    return arrays, ForwardPass(pixels, output)
+
+
+def _checked(method: MapMethod, maps: np.ndarray, n_images: int) -> np.ndarray:
+    expected = (n_images, *method.shape())
+    if tuple(maps.shape) != expected:
+        raise RuntimeError(f"{method.name} maps have shape {tuple(maps.shape)}, expected {expected}")
+    return maps
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy()
 
 
-# shard key -> (file, dataset name in the file, dtype on disk)
-_LAYOUT = {
-    "cls": ("embeddings", "cls", np.float32),
-    "mean": ("embeddings", "mean", np.float32),
-    "cls_raw": ("embeddings", "cls_raw", np.float32),
-    "att_cls": ("attention", "cls", np.float16),
-    "att_rollout": ("attention", "rollout", np.float32),
-    "att_mean": ("attention", "mean", np.float16),
-    "att_map_probe": ("attention", "map_probe", np.float16),
-    "att_gradcam": ("attention", "gradcam", np.float32),
-}
+EMBEDDINGS = ("cls", "mean", "cls_raw")  # pooled embeddings, stored under their own names
+MAP_PREFIX = "att_"  # shard key of a map method's maps: the prefix and the method's name
 
 
 def _layout(key: str):
+    """Shard key -> (file, dataset name in the file, dtype on disk)."""
+    if key.startswith(MAP_PREFIX):
+        method = method_class(key.removeprefix(MAP_PREFIX))
+        return "attention", method.dataset, method.dtype
     if key.startswith("layer_"):
         return "embeddings", f"layers/{key.removeprefix('layer_')}", np.float32
-    return _LAYOUT[key]
+    if key in EMBEDDINGS:
+        return "embeddings", key, np.float32
+    raise KeyError(f"shard key {key!r} is neither an embedding nor a map method's")
 
 
 def _gather(shards: ShardStore, n_batches: int, ids: list[str], embeddings_path, attention_path,

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from encoderlens.data.images import as_rgb
+from .families import FamilyTraits, family_traits
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -69,8 +70,24 @@ class FamilyAdapter:
     family: ClassVar[str] = ""
     default_mean: ClassVar[tuple[float, float, float]] = IMAGENET_MEAN
     default_std: ClassVar[tuple[float, float, float]] = IMAGENET_STD
+    # from the family's row of the traits table (`families.FAMILIES`), set when a subclass names its family
+    traits: ClassVar[FamilyTraits]
+    hub_ids: ClassVar[tuple[str, ...]] = ()
+    has_cls: ClassVar[bool] = False
     # the attention projections LoRA adapts (peft `target_modules`); empty where LoRA does not apply
     lora_target_modules: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "family" not in cls.__dict__:
+            return
+        written = sorted({"traits", "hub_ids", "has_cls", "lora_target_modules"} & set(cls.__dict__))
+        if written:
+            raise TypeError(f"{cls.__name__} sets {written}: they come from the traits table (families.py)")
+        cls.traits = family_traits(cls.family)
+        cls.hub_ids = cls.traits.hub_ids
+        cls.has_cls = cls.traits.has_cls
+        cls.lora_target_modules = cls.traits.lora_targets
 
     def __init__(self, model: torch.nn.Module, info: ModelInfo, mean, std):
         self.model = model.eval()

@@ -14,8 +14,6 @@ from .hf_vit import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, HFViTAdapter, save_tiny,
 
 class ClipAdapter(HFViTAdapter):
     family = "clip"
-    # StreetCLIP is CLIP ViT-L/14 at 336 px
-    hub_ids = ("openai/clip-vit-base-patch16", "geolocal/StreetCLIP")
     model_class = CLIPVisionModel
     default_mean, default_std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     blocks_path = "encoder.layers"

@@ -23,7 +23,6 @@ MODEL_CLASSES = {"dinov2_with_registers": Dinov2WithRegistersModel, "dinov2": Di
 
 class Dinov2Adapter(HFViTAdapter):
     family = "dinov2"
-    hub_ids = ("facebook/dinov2-with-registers-base", "facebook/dinov2-base")
     model_class = Dinov2WithRegistersModel
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
     final_norm = "layernorm"
@@ -36,10 +35,6 @@ class Dinov2Adapter(HFViTAdapter):
             raise ValueError(f"dinov2: {folder}/config.json has model_type {model_type!r}; expected one of "
                              f"{sorted(MODEL_CLASSES)}")
         return from_pretrained_strict(MODEL_CLASSES[model_type], folder, attn_implementation="eager")
-
-    @classmethod
-    def n_prefix_tokens(cls, config) -> int:
-        return 1 + int(getattr(config, "num_register_tokens", 0))
 
     @classmethod
     def default_image_size(cls, config) -> int:

@@ -15,16 +15,11 @@ from .hf_vit import HFViTAdapter, save_tiny, tiny_dims, vit_config_kwargs
 
 class Dinov3Adapter(HFViTAdapter):
     family = "dinov3"
-    hub_ids = ("facebook/dinov3-vitb16-pretrain-lvd1689m",)
     model_class = DINOv3ViTModel
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
     final_norm = "norm"
     blocks_path = "model.layer"
     after_blocks_paths = ("norm",)
-
-    @classmethod
-    def n_prefix_tokens(cls, config) -> int:
-        return 1 + int(config.num_register_tokens)
 
     @classmethod
     def build_tiny(cls, folder, seed: int = 0, **overrides) -> None:

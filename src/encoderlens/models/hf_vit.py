@@ -104,13 +104,9 @@ class HFViTAdapter(FamilyAdapter):
     """A transformers ViT loaded with eager attention, so that every layer returns its softmax weights."""
 
     model_class: ClassVar[type]
-    hub_ids: ClassVar[tuple[str, ...]] = ()
-    has_cls: ClassVar[bool] = True
     # attribute of the model holding the final norm, whose input is the last layer's raw tokens;
     # None where `last_hidden_state` is already the raw output (CLIP) or there is no CLS (SigLIP)
     final_norm: ClassVar[str | None] = None
-    # transformers 5 names the attention projections q_proj/k_proj/v_proj in every ViT family here
-    lora_target_modules = ("q_proj", "v_proj")
     blocks_path: ClassVar[str] = "encoder.layer"  # the ModuleList of transformer layers
     after_blocks_paths: ClassVar[tuple[str, ...]] = ()
 
@@ -121,7 +117,10 @@ class HFViTAdapter(FamilyAdapter):
 
     @classmethod
     def n_prefix_tokens(cls, config) -> int:
-        return 1
+        """The CLS token, if the family has one, then the checkpoint's register tokens, if any (a
+        family with registers may load a checkpoint without them, e.g. plain facebook/dinov2-base)."""
+        registers = int(getattr(config, "num_register_tokens", 0) or 0) if cls.traits.registers else 0
+        return int(cls.has_cls) + registers
 
     @classmethod
     def default_image_size(cls, config) -> int:

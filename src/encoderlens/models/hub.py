@@ -32,19 +32,14 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token, snapshot_download
 from huggingface_hub.errors import GatedRepoError
 
+from encoderlens.models.families import FAMILIES, HF_CONFIG_FILES
 from encoderlens.models.snapshot import PROVENANCE, describe_files, hub_offline, snapshot_problem
 from encoderlens.secrets import redact, redacted_logs
 
 log = logging.getLogger(__name__)
 
-# which files of a checkpoint each family reads besides its weights; mirrors registry.FAMILIES
-# (kept here so that a snapshot job does not import torch)
-HF_CONFIG_FILES = ("config.json", "preprocessor_config.json")
-FAMILY_CONFIG_FILES = {
-    "dinov2": HF_CONFIG_FILES, "dinov3": HF_CONFIG_FILES, "mae": HF_CONFIG_FILES,
-    "clip": HF_CONFIG_FILES, "siglip": HF_CONFIG_FILES,
-    "resnet": ("config.json",),  # timm snapshots: config.json carries pretrained_cfg (mean, std)
-}
+# which files of a checkpoint each family reads besides its weights (the traits table's, torch-free)
+FAMILY_CONFIG_FILES = {name: traits.hub_files for name, traits in FAMILIES.items()}
 # the weight files transformers' from_pretrained looks for, safest first; a plain "*.safetensors"
 # would also fetch copies for other libraries (open_clip_model.safetensors, model.fp16.safetensors)
 WEIGHT_SETS = (

@@ -16,7 +16,6 @@ from .hf_vit import HFViTAdapter, from_pretrained_strict, save_tiny, tiny_dims, 
 
 class MaeAdapter(HFViTAdapter):
     family = "mae"
-    hub_ids = ("facebook/vit-mae-base",)
     model_class = ViTMAEModel
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
     final_norm = "layernorm"

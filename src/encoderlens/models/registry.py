@@ -1,32 +1,34 @@
-"""Family name -> adapter class, and the two entry points the workflow uses: load and build_tiny."""
+"""Family name -> adapter class, and the two entry points the workflow uses: load and build_tiny.
+
+The families and where their adapters live are the traits table's (`families.FAMILIES`); adding a
+family is a row there plus its adapter module.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 
 from .base import FamilyAdapter
-from .clip import ClipAdapter
-from .dinov2 import Dinov2Adapter
-from .dinov3 import Dinov3Adapter
-from .mae import MaeAdapter
-from .resnet import ResnetAdapter
-from .siglip import SiglipAdapter
+from .families import FAMILIES as TRAITS
+from .families import family_traits
 
-FAMILIES: dict[str, type[FamilyAdapter]] = {
-    adapter.family: adapter
-    for adapter in (Dinov2Adapter, Dinov3Adapter, MaeAdapter, ClipAdapter, SiglipAdapter, ResnetAdapter)
-}
+
+def _import_adapter(spec: str) -> type[FamilyAdapter]:
+    module, name = spec.split(":")
+    return getattr(import_module(f"{__package__}.{module}"), name)
+
+
+FAMILIES: dict[str, type[FamilyAdapter]] = {name: _import_adapter(traits.adapter) for name, traits in TRAITS.items()}
 
 # the checkpoint each family is studied with by default, and every hub id known to load with it
-DEFAULT_HUB_IDS: dict[str, str] = {name: adapter.hub_ids[0] for name, adapter in FAMILIES.items()}
-KNOWN_HUB_IDS: dict[str, tuple[str, ...]] = {name: adapter.hub_ids for name, adapter in FAMILIES.items()}
+DEFAULT_HUB_IDS: dict[str, str] = {name: traits.default_hub_id for name, traits in TRAITS.items()}
+KNOWN_HUB_IDS: dict[str, tuple[str, ...]] = {name: traits.hub_ids for name, traits in TRAITS.items()}
 
 
 def adapter_class(family: str) -> type[FamilyAdapter]:
-    try:
-        return FAMILIES[family]
-    except KeyError:
-        raise ValueError(f"unknown model family {family!r}; known families: {', '.join(FAMILIES)}") from None
+    family_traits(family)  # a clear error for an unknown family
+    return FAMILIES[family]
 
 
 def load_adapter(family: str, folder: str | Path, image_size: int | None = None) -> FamilyAdapter:

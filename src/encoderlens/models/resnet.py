@@ -24,7 +24,6 @@ HUB_IMAGE_SIZE = 224
 
 class ResnetAdapter(FamilyAdapter):
     family = "resnet"
-    hub_ids = ("timm/resnet50.a1_in1k",)
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
 
     @classmethod
@@ -57,7 +56,7 @@ class ResnetAdapter(FamilyAdapter):
         return ModelInfo(
             family=cls.family, image_size=size, patch_size=stride, grid_h=size // stride, grid_w=size // stride,
             n_prefix_tokens=0, num_layers=0, num_heads=0, hidden_size=int(model.timm_model.num_features),
-            has_cls=False, extra={"architecture": model.config.architecture},
+            has_cls=cls.has_cls, extra={"architecture": model.config.architecture},
         )
 
     def blocks(self) -> list[torch.nn.Module]:

@@ -14,16 +14,10 @@ from .hf_vit import HALF, HFViTAdapter, save_tiny, tiny_dims, tiny_text_config, 
 
 class SiglipAdapter(HFViTAdapter):
     family = "siglip"
-    hub_ids = ("google/siglip2-base-patch16-224",)
     model_class = SiglipVisionModel
     default_mean, default_std = HALF, HALF
-    has_cls = False
     blocks_path = "encoder.layers"
     after_blocks_paths = ("post_layernorm", "head")
-
-    @classmethod
-    def n_prefix_tokens(cls, config) -> int:
-        return 0
 
     @classmethod
     def load_model(cls, folder):

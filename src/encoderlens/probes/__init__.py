@@ -8,7 +8,7 @@ per (level, features).
 from .data import MISSING, LevelSplit, level_labels, split_level, standardize, stratified_split
 from .linear import LogisticProbe, fit_logistic, resolve_device
 from .metrics import macro_f1, majority_top1, topk_accuracy
-from .run import COLUMNS, DEFAULT_LEVELS, run_probes
+from .job import COLUMNS, DEFAULT_LEVELS, run_probes
 
 __all__ = [
     "COLUMNS", "DEFAULT_LEVELS", "LevelSplit", "LogisticProbe", "MISSING", "fit_logistic",

@@ -4,7 +4,7 @@ Per image, one entry per (model, variant, method) holds every map the alignment 
 image (layer x head slots, quantised, see `dashboard_encode`) and the scores of each slot read from
 `alignment.parquet`: the IoU at every threshold, the coverage and the pointing hit. The mean over
 heads of a layer is not stored: it is exactly the mean of that layer's head maps (as
-`alignment.methods.read_cls` computes it), so the page recomputes it from the dequantised heads,
+`attention.methods.ClsAttention.read` computes it), so the page recomputes it from the dequantised heads,
 which keeps the six-model preset's images under 1 MB each.
 """
 
@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ..alignment.methods import read_method
+from ..attention.methods import read_method
 from .dashboard_encode import MISSING, b85, columns, quantise_maps, score_codes
 
 METRICS = ("iou", "coverage", "pointing_hit")

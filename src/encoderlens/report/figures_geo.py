@@ -289,7 +289,7 @@ def cosine_distance_panels(entries: Sequence[tuple[str, str]], embedding_paths: 
                            bins_tables: Sequence[pd.DataFrame], manifest: pd.DataFrame, n_pairs: int,
                            seed: int, bins_km: Sequence[float]) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     """(title, pairs, bins) per model, variant and embedding of the geometry tables, pairs recomputed."""
-    from encoderlens.geo.study import aligned_manifest, read_features
+    from encoderlens.geo.job import aligned_manifest, read_features
 
     panels = []
     for (model, variant), path, bins in zip(entries, embedding_paths, bins_tables):

@@ -25,7 +25,7 @@ from matplotlib import patheffects
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from encoderlens.alignment.methods import read_method
+from encoderlens.attention.methods import read_method
 from encoderlens.alignment.resize import upsample
 from encoderlens.alignment.thresholds import mass_threshold
 from encoderlens.data.images import as_rgb

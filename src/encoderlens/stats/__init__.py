@@ -10,7 +10,7 @@ from .heads import (head_feature_iou, head_rank_correlation, head_specialisation
                     normalised_entropy_specialisation, top_heads)
 from .paired import holm, paired_test
 from .scores import MAP_KEYS, METRICS, ScoreMatrix, score_matrix
-from .study import alignment_statistics, head_statistics
+from .job import alignment_statistics, head_statistics
 from .summary import SUMMARY_COLUMNS, summarise_alignment
 
 __all__ = [

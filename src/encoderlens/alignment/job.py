@@ -24,7 +24,7 @@ from encoderlens.data.images import as_rgb
 
 from .baselines import baseline_maps, image_seed
 from .masks import box_masks
-from .methods import available_methods, read_method
+from ..attention.methods import available_methods, read_method
 from .scores import Scores, score_grid_maps, score_maps
 
 COLUMNS = ["image_id", "model", "variant", "method", "layer", "head", "threshold", "iou", "coverage",

@@ -1,0 +1,275 @@
+"""Map methods: one small class per method over one shared base, registered in `METHODS`.
+
+A method is everything about one kind of map in one place: which families it applies to
+(`applies(traits)`, from the torch-free traits table), how extraction computes it for a batch
+(`compute`: from the shared forward pass, or in a pass of its own with gradients), the attention.h5
+dataset it fills with its per-image shape and on-disk dtype, and how scoring reads it back (`read`).
+Extraction, scoring, statistics, figures and the dashboard loop over the registry; none of them
+names a method. A new method is a class here (its computation in a module of its own when it is
+more than a few lines) and its name in the config schema's `$defs/map_method`.
+
+| name        | dataset    | per image             | dtype   | applies to                  | variants read          |
+|-------------|------------|-----------------------|---------|-----------------------------|------------------------|
+| `cls`       | /cls       | (L_kept, H, gh, gw)   | float16 | attention, CLS token        | per kept layer: every  |
+|             |            |                       |         |                             | head, then their mean  |
+| `rollout`   | /rollout   | (gh, gw)              | float32 | attention, CLS token        | one                    |
+| `mean`      | /mean      | (L_kept, gh, gw)      | float16 | attention, no CLS token     | per kept layer         |
+| `map_probe` | /map_probe | (H, gh, gw)           | float16 | attention-pooling head      | every head, their mean |
+| `gradcam`   | /gradcam   | (gh, gw)              | float32 | CNNs (no attention)         | one                    |
+
+Reading: `store` is an open h5py.File or any mapping of dataset names to arrays, `rows` a slice or
+increasing indices of images; the result is `MethodMaps`, the maps on the patch grid (n_images, V, gh,
+gw) float32 with V variants labelled by layer and head. `layer` is the layer index from /layers, or -1
+where a method is not per layer; `head` is the head index as a string, "mean" for the mean over heads,
+or "" where a method has no heads. CLS maps are read raw (not renormalised after dropping prefix
+tokens): every score is invariant to a map's scale. Upsampling to the analysis resolution and scoring
+are the same for every method (`alignment.resize.upsample`, `alignment.scores.score_maps`).
+
+This module imports neither torch nor a model: the rules and the scoring jobs read it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+import numpy as np
+
+from encoderlens.models.families import FamilyTraits, family_traits
+
+if TYPE_CHECKING:
+    import torch
+
+    from encoderlens.models.base import EncoderOutput, FamilyAdapter
+
+NO_LAYER = -1
+
+
+@dataclass
+class MethodMaps:
+    maps: np.ndarray   # (n_images, V, gh, gw) float32
+    layer: np.ndarray  # (V,) int
+    head: np.ndarray   # (V,) str
+
+
+@dataclass
+class ForwardPass:
+    """One batch through the adapter without gradients, shared by the methods that read it."""
+
+    pixels: "torch.Tensor"   # (B, 3, S, S) preprocessed, on the model's device
+    output: "EncoderOutput"
+
+    @cached_property
+    def attentions(self) -> list["torch.Tensor"]:
+        """Per layer (B, H, T, T) in float32 (the forward may have run in half precision)."""
+        return [a.float() for a in self.output.attentions]
+
+
+class MapMethod:
+    """The shared base. Class attributes describe the method; an instance is bound to one extraction
+    run (adapter, settings, kept layers), so that a method can prepare what its batches share."""
+
+    name: ClassVar[str]                  # the `method` value in alignment.parquet and the config
+    dataset: ClassVar[str]               # the attention.h5 dataset it fills
+    dtype: ClassVar[type] = np.float32   # on disk
+    needs_attentions: ClassVar[bool] = False  # reads the shared forward pass's attentions
+
+    def __init__(self, adapter: "FamilyAdapter", settings: Any, layers: list[int]):
+        self.adapter = adapter
+        self.info = adapter.info
+        self.settings = settings
+        self.layers = list(layers)
+
+    @classmethod
+    def applies(cls, traits: FamilyTraits) -> bool:
+        raise NotImplementedError
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.info.grid_h, self.info.grid_w
+
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one image's maps as stored."""
+        raise NotImplementedError
+
+    def compute(self, forward: ForwardPass) -> np.ndarray:
+        """(B, *shape()) float32 maps of one batch."""
+        raise NotImplementedError
+
+    @classmethod
+    def read(cls, store: Mapping, rows=slice(None)) -> MethodMaps:
+        return _single(_read(store, cls.dataset, rows))
+
+
+class ClsAttention(MapMethod):
+    """The CLS token's attention to every patch, per kept layer and head, raw."""
+
+    name = dataset = "cls"
+    dtype = np.float16
+    needs_attentions = True
+
+    @classmethod
+    def applies(cls, traits):
+        return traits.attention and traits.has_cls
+
+    def shape(self):
+        return (len(self.layers), self.info.num_heads, *self.grid)
+
+    def compute(self, forward):
+        from encoderlens.attention.maps import cls_attention
+        return _numpy(cls_attention(forward.attentions, self.layers, self.info.n_prefix_tokens, self.grid))
+
+    @classmethod
+    def read(cls, store, rows=slice(None)):
+        maps = _read(store, cls.dataset, rows)                              # (n, L, H, gh, gw)
+        n, n_layers, n_heads, gh, gw = maps.shape
+        with_mean = np.concatenate([maps, maps.mean(axis=2, keepdims=True)], axis=2)
+        heads = [str(h) for h in range(n_heads)] + ["mean"]
+        return MethodMaps(with_mean.reshape(n, n_layers * (n_heads + 1), gh, gw),
+                          np.repeat(_layers(store, n_layers), n_heads + 1), np.array(heads * n_layers))
+
+
+class Rollout(MapMethod):
+    """Attention rollout (Abnar & Zuidema 2020) read at the CLS row."""
+
+    name = dataset = "rollout"
+    needs_attentions = True
+
+    @classmethod
+    def applies(cls, traits):
+        return traits.attention and traits.has_cls
+
+    def shape(self):
+        return self.grid
+
+    def compute(self, forward):
+        from encoderlens.attention.maps import rollout
+        return _numpy(rollout(forward.attentions, self.info.n_prefix_tokens, self.grid,
+                              self.settings.rollout_start_layer, self.settings.rollout_head_fusion))
+
+
+class MeanReceived(MapMethod):
+    """Attention each patch receives, averaged over heads and queries: maps of models without CLS."""
+
+    name = dataset = "mean"
+    dtype = np.float16
+    needs_attentions = True
+
+    @classmethod
+    def applies(cls, traits):
+        return traits.attention and not traits.has_cls
+
+    def shape(self):
+        return (len(self.layers), *self.grid)
+
+    def compute(self, forward):
+        from encoderlens.attention.maps import mean_received_attention
+        return _numpy(mean_received_attention(forward.attentions, self.layers, self.info.n_prefix_tokens,
+                                              self.grid))
+
+    @classmethod
+    def read(cls, store, rows=slice(None)):
+        maps = _read(store, cls.dataset, rows)                              # (n, L, gh, gw)
+        return MethodMaps(maps, _layers(store, maps.shape[1]), np.array(["mean"] * maps.shape[1]))
+
+
+class MapProbe(MapMethod):
+    """The attention-pooling head's probe query over the patches, per head (SigLIP)."""
+
+    name = dataset = "map_probe"
+    dtype = np.float16
+
+    @classmethod
+    def applies(cls, traits):
+        return traits.pooling == "map"
+
+    def shape(self):
+        return (self.info.num_heads, *self.grid)
+
+    def compute(self, forward):
+        probe = _numpy(forward.output.map_probe)                            # (B, H, P)
+        return probe.reshape(probe.shape[0], probe.shape[1], *self.grid)
+
+    @classmethod
+    def read(cls, store, rows=slice(None)):
+        maps = _read(store, cls.dataset, rows)                              # (n, H, gh, gw)
+        n_heads = maps.shape[1]
+        return MethodMaps(np.concatenate([maps, maps.mean(axis=1, keepdims=True)], axis=1),
+                          np.full(n_heads + 1, NO_LAYER),
+                          np.array([str(h) for h in range(n_heads)] + ["mean"]))
+
+
+class GradCam(MapMethod):
+    """Grad-CAM (pytorch-grad-cam) on the last feature map of a CNN, for the checkpoint's classifier:
+    a pass of its own with gradients (see `attention.gradcam`)."""
+
+    name = dataset = "gradcam"
+
+    @classmethod
+    def applies(cls, traits):
+        return not traits.attention
+
+    def __init__(self, adapter, settings, layers):
+        super().__init__(adapter, settings, layers)
+        from encoderlens.attention.gradcam import classifier_logits
+        self.logits_model = classifier_logits(adapter)  # once per run, reused by every batch
+
+    def shape(self):
+        return self.grid
+
+    def compute(self, forward):
+        from encoderlens.attention.gradcam import gradcam_maps
+        return gradcam_maps(self.adapter, forward.pixels, self.settings.gradcam_target_class,
+                            self.logits_model)
+
+
+# registry order is the order of methods in every table and view
+METHODS: tuple[type[MapMethod], ...] = (ClsAttention, Rollout, MeanReceived, MapProbe, GradCam)
+METHOD_NAMES: tuple[str, ...] = tuple(dict.fromkeys(method.name for method in METHODS))
+
+
+def methods_for(family: str | FamilyTraits) -> list[type[MapMethod]]:
+    """The methods that apply to a family (a name or its traits), in registry order."""
+    traits = family_traits(family) if isinstance(family, str) else family
+    return [method for method in METHODS if method.applies(traits)]
+
+
+def method_class(name: str) -> type[MapMethod]:
+    """The registered method called `name` (methods sharing a name share its dataset and reader)."""
+    for method in METHODS:
+        if method.name == name:
+            return method
+    raise ValueError(f"unknown attention method {name!r}; known: {', '.join(METHOD_NAMES)}")
+
+
+def available_methods(store: Mapping) -> list[str]:
+    """The registered methods whose dataset the file holds, in registry order."""
+    return [name for name in METHOD_NAMES if method_class(name).dataset in store]
+
+
+def read_method(name: str, store: Mapping, rows=slice(None)) -> MethodMaps:
+    return method_class(name).read(store, rows)
+
+
+def _numpy(tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
+def _read(store: Mapping, name: str, rows) -> np.ndarray:
+    if name not in store:
+        raise KeyError(f"attention file has no /{name} dataset")
+    if isinstance(rows, (int, np.integer)):
+        rows = slice(int(rows), int(rows) + 1)
+    return np.asarray(store[name][rows], dtype=np.float32)
+
+
+def _layers(store: Mapping, count: int) -> np.ndarray:
+    layers = np.asarray(store["layers"][()], dtype=int) if "layers" in store else np.arange(count)
+    if len(layers) != count:
+        raise ValueError(f"/layers lists {len(layers)} layers, the maps have {count}")
+    return layers
+
+
+def _single(maps: np.ndarray) -> MethodMaps:
+    return MethodMaps(maps[:, None], np.array([NO_LAYER]), np.array([""]))
