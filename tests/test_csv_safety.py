@@ -42,9 +42,9 @@ def test_text_cells_that_start_a_formula_are_quoted_and_numbers_are_not():
 def test_skipped_csv_quotes_a_hostile_file_name(tmp_path):
     root = tmp_path / "churches"
     write_synthetic_churches(root, n_images=6, seed=0, n_annotated=3)
-    churches = json.loads((root / "churches.json").read_text())
-    churches["Q999"] = {"styles": ["Q46261"], "images": [HOSTILE]}  # listed, but no such image
-    (root / "churches.json").write_text(json.dumps(churches))
+    image_meta = json.loads((root / "image_meta.json").read_text())
+    image_meta[HOSTILE] = {}  # listed, but no such image (nor church)
+    (root / "image_meta.json").write_text(json.dumps(image_meta))
     result = read_wikichurches(root)
     write_manifest_outputs(result, tmp_path / "manifest.parquet", tmp_path / "annotations.parquet",
                            tmp_path / "skipped.csv")

@@ -285,8 +285,8 @@ def test_delta_iou_pairs_images_and_drops_unscorable():
 @pytest.mark.parametrize("pool_kept, count", [(0, 0), (5, 5)])
 def test_studies_stop_before_training_on_an_empty_or_tiny_pool(churches, tmp_path, pool_kept, count):
     """A WikiChurches folder whose image_meta.json lists only the annotated images (what the old
-    reader made of the real files: no pool) stops fine-tuning and the style probe before any model
-    or embedding is read, naming the manifest and the count."""
+    reader made of the real files: no pool) stops fine-tuning before any model is read, and makes the
+    style probe's rows not computable, each naming the manifest and the count."""
     root = tmp_path / "dataset"
     shutil.copytree(churches / "dataset", root)
     parts = json.loads((root / "building_parts.json").read_text())["annotations"]
@@ -301,8 +301,14 @@ def test_studies_stop_before_training_on_an_empty_or_tiny_pool(churches, tmp_pat
     message = rf"{tmp_path}/manifest\.parquet: .* holds {count} images .* at least 20 are needed"
     with pytest.raises(ValueError, match=message):
         run_finetune(manifest_path, tmp_path / "no_model", "dinov2", "linear", settings(), tmp_path / "out")
-    with pytest.raises(ValueError, match=message):
-        style_probe(tmp_path / "no_embeddings.h5", manifest, CLASSES, model="m", source=manifest_path)
+    # the style probe, a default target, records the shortfall instead of stopping the run
+    with h5py.File(tmp_path / "embeddings.h5", "w") as store:
+        store["ids"] = np.array(manifest["image_id"].tolist(), dtype=h5py.string_dtype())
+        store["cls"] = np.random.default_rng(0).normal(size=(len(manifest), 8)).astype(np.float32)
+    table = style_probe(tmp_path / "embeddings.h5", manifest, CLASSES, model="m", features=("cls",),
+                        source=manifest_path)
+    assert not table["computable"].any() and table["accuracy"].isna().all()
+    assert table["note"].str.match("not computable: " + message).all()
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
     # a configured minimum the pool meets passes this check; too few churches to validate on still
     # stop the job before training, naming the manifest

@@ -108,3 +108,18 @@ def test_cka_pairs_join_on_ids():
     cls = table.set_index("features_b").loc["cls"]
     assert cls["cka"] == pytest.approx(1.0) and cls["n_images"] == 50
     assert 0 <= table.set_index("features_b").loc["mean", "cka"] < 0.5
+
+
+def test_depth_study_on_a_dataset_with_no_scored_query():
+    """One image: kNN has nothing to split, so its predictions are empty; every table is still written."""
+    from encoderlens.geo.depth import depth_study
+
+    manifest = _manifest(n=1)
+    predictions = pd.DataFrame({c: [] for c in ("image_id", "features", "method", "geoscore", "distance_km",
+                                                 "pred_country", "neighbour_id")})
+    settings = dict(features="cls", method="top1", n_worst=5, attributes=["land_cover", "road_index"],
+                    regions=["continent", "country"], min_images=2, bins=4, alpha=0.05, n_resamples=100, seed=0)
+    tables = depth_study(manifest, {"m": {"predictions": predictions, "attention": None,
+                                          "embeddings": (["i0"], {"cls": np.ones((1, 4))})}}, settings)
+    assert all(table.empty for table in tables.values())
+    assert {"group", "centroid_latitude", "model"} <= set(tables["regional"].columns)

@@ -209,7 +209,7 @@ def test_every_decoder_sees_the_same_converted_pixels(tmp_path):
     """The models' preprocess, extraction, the baselines, the figures and the dashboard."""
     import torch
 
-    from encoderlens.alignment import study
+    from encoderlens.alignment import job as study
     from encoderlens.extract.run import ImageFiles
     from encoderlens.models.base import FamilyAdapter
     from encoderlens.report.dashboard import _write_images

@@ -26,6 +26,7 @@ import pandas as pd
 from huggingface_hub import hf_hub_download
 
 from encoderlens.data.archive import safe_extract
+from encoderlens.data.osv5m import NAMIBIA, NAMIBIA_SPELLINGS
 from encoderlens.models.hub import call_hub, hub_client, resolve_revision
 
 OSV5M_REPO = "osv5m/osv5m"
@@ -95,7 +96,10 @@ def draw_sample(rows: pd.DataFrame, count: int | None, seed: int, stratify: str 
     if stratify is None:
         picked = rng.choice(len(rows), size=count, replace=False)
         return rows.iloc[np.sort(picked)]
-    groups = rows.groupby(stratify, sort=True).indices
+    keys = rows[stratify].astype(str)
+    if stratify == "country":  # Namibia is one stratum however the file spells it ("NA", "NMB")
+        keys = keys.replace(dict.fromkeys(NAMIBIA_SPELLINGS, NAMIBIA))
+    groups = pd.Series(np.arange(len(rows))).groupby(keys.to_numpy(), sort=True).indices
     counts = allocate(pd.Series({key: len(ix) for key, ix in groups.items()}), count, rng)
     picked = [rng.choice(groups[key], size=n, replace=False) for key, n in counts.items() if n]
     return rows.iloc[np.sort(np.concatenate(picked))] if picked else rows.iloc[:0]

@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .task import MIN_POOL_IMAGES, require_pool, style_class
+from .task import MIN_POOL_IMAGES, pool_problem, style_class
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,12 @@ def cross_validated_probe(X: np.ndarray, y: np.ndarray, groups: np.ndarray, fold
 def style_probe(embeddings_path, manifest: pd.DataFrame, classes: Mapping[str, str], model: str,
                 features: Sequence[str] = ("cls", "mean"), folds: int = 5, C: float = 1.0,
                 seed: int = 0, source="manifest", min_pool_images: int = MIN_POOL_IMAGES) -> pd.DataFrame:
-    """`source`: the manifest's file, named when its style-labelled pool is too small."""
-    require_pool(manifest, classes, source, "the style probe", min_pool_images)
+    """`source`: the manifest's file, named when its style-labelled pool is too small.
+
+    A probe that cannot run (fewer than two classes, a class from one church only, or a pool smaller
+    than `min_pool_images`) gives rows with computable False, NaN scores and the reason as `note`, and
+    a warning in the log: a tiny dataset does not stop the default targets, and nothing is silent."""
+    too_small = pool_problem(manifest, classes, source, "the style probe", min_pool_images)
     ids, arrays = read_embeddings(embeddings_path, features)
     labels = manifest.set_index("image_id").reindex(ids)
     if labels["styles"].isna().any():
@@ -97,7 +101,7 @@ def style_probe(embeddings_path, manifest: pd.DataFrame, classes: Mapping[str, s
     labelled = class_name != ""
     y = np.array([names.index(c) for c in class_name[labelled]])
     churches = (labels["church_id"] if "church_id" in labels else labels.index.to_series()).to_numpy()[labelled]
-    reason = not_computable_reason(y, churches, names)
+    reason = not_computable_reason(y, churches, names) or too_small
     if reason:
         log.warning("style probe of %s on %s is not computable: %s", model, embeddings_path, reason)
     rows = []

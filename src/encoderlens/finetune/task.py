@@ -38,24 +38,32 @@ def style_class(styles: str, classes: Mapping[str, str]) -> str:
     return ""
 
 
-def require_pool(manifest: pd.DataFrame, classes: Mapping[str, str], source, study: str,
-                 minimum: int = MIN_POOL_IMAGES, pool_split: str = "pool") -> int:
-    """The number of pool images with a configured style; ValueError naming `source` (the manifest
-    read) and the count when there are fewer than `minimum`: never a silent run on the annotated
-    images alone, nor a training stopped later for want of images."""
+def pool_problem(manifest: pd.DataFrame, classes: Mapping[str, str], source, study: str,
+                 minimum: int = MIN_POOL_IMAGES, pool_split: str = "pool") -> str:
+    """Why the style-labelled pool is too small for `study` ("" when it is not): the message names
+    `source` (the manifest read), the count and the minimum. Missing manifest columns raise."""
     missing = [c for c in ("split", "styles") if c not in manifest.columns]
     if missing:
         raise ValueError(f"{source}: {study} needs the manifest columns {missing}")
     labelled = np.array([style_class(s, classes) != "" for s in manifest["styles"]], dtype=bool)
     count = int(((manifest["split"] == pool_split).to_numpy() & labelled).sum())
-    if count < minimum:
-        names = ", ".join(dict.fromkeys(classes.values()))
-        raise ValueError(
-            f"{source}: {study} needs the style-labelled pool, and it holds {count} images (split "
+    if count >= minimum:
+        return ""
+    names = ", ".join(dict.fromkeys(classes.values()))
+    return (f"{source}: {study} needs the style-labelled pool, and it holds {count} images (split "
             f"{pool_split!r}, a style among {names}); at least {minimum} are needed "
             "(finetune.min_pool_images). A WikiChurches folder lists its images in image_meta.json "
             "and their churches' styles in churches.json; a download needs images: annotated+pool.")
-    return count
+
+
+def require_pool(manifest: pd.DataFrame, classes: Mapping[str, str], source, study: str,
+                 minimum: int = MIN_POOL_IMAGES, pool_split: str = "pool") -> None:
+    """ValueError naming `source` and the count when the pool holds fewer than `minimum` style-
+    labelled images: never a silent training on the annotated images alone, nor one stopped later for
+    want of images (fine-tuning calls it before any model is read)."""
+    problem = pool_problem(manifest, classes, source, study, minimum, pool_split)
+    if problem:
+        raise ValueError(problem)
 
 
 def style_task(manifest: pd.DataFrame, classes: Mapping[str, str], val_fraction: float = 0.2,

@@ -36,6 +36,10 @@ from .compare import linear_cka, mcnemar_test, paired_bootstrap_difference
 from .distance import latlon_to_unit, unit_to_latlon
 
 PLACE_COLUMNS = ("country", "region", "sub-region", "city", "latitude", "longitude")
+BREAKDOWN_COLUMNS = ["attribute", "metric", "group", "n", "n_dropped", "share", "mean", "ci_low", "ci_high",
+                     "below_min_n", "n_groups", "kruskal_h", "p_kruskal"]
+PAIR_COLUMNS = ["attribute", "metric", "group_a", "group_b", "n_a", "n_b", "mean_diff", "mannwhitney_u",
+                "rank_biserial", "p_value", "p_holm", "reject_holm"]
 
 
 def worst_queries(predictions: pd.DataFrame, manifest: pd.DataFrame, n_worst: int) -> pd.DataFrame:
@@ -100,12 +104,8 @@ def breakdown(per_image: pd.DataFrame, manifest: pd.DataFrame, metrics: Sequence
             pair_rows.append(pairs.assign(attribute=column, metric=metric))
     groups = pd.concat(groups_rows, ignore_index=True) if groups_rows else pd.DataFrame()
     pairs = pd.concat(pair_rows, ignore_index=True) if pair_rows else pd.DataFrame()
-    front = ["attribute", "metric"]
-    if not groups.empty:
-        groups = groups[front + [c for c in groups.columns if c not in front]]
-    if not pairs.empty:
-        pairs = pairs[front + [c for c in pairs.columns if c not in front]]
-    return groups, pairs
+    # fixed columns, so that a dataset with no scored query still gives well-formed (empty) tables
+    return groups.reindex(columns=BREAKDOWN_COLUMNS), pairs.reindex(columns=PAIR_COLUMNS)
 
 
 def group_centroids(manifest: pd.DataFrame, column: str = "country") -> pd.DataFrame:
