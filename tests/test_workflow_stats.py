@@ -25,7 +25,9 @@ def alignment_tables(run):
 def test_summary_follows_the_contract_and_the_alignment_tables(demo_run):
     summary = read(demo_run, "alignment_summary")
     assert list(summary.columns) == ["model", "variant", "method", "layer", "head", "threshold", "metric",
-                                     "n", "n_dropped", "mean", "ci_low", "ci_high"]
+                                     "n", "n_dropped", "mean", "ci_low", "ci_high", "small_n"]
+    min_n = yaml.safe_load((demo_run / "config.yaml").read_text()).get("stats", {}).get("min_n", 10)
+    assert (summary["small_n"] == (summary["n"] < min_n)).all()
     scores = alignment_tables(demo_run)
     config = yaml.safe_load((demo_run / "config.yaml").read_text())
     assert set(summary["model"]) == set(config["datasets"][DATASET]["models"]) | {"baseline"}
