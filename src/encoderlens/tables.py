@@ -79,3 +79,38 @@ def atomic_folder(folder):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def durable_write(path, write, what: str = "file", temporary=None) -> None:
+    """Write `path` through `write(handle)` into a temporary sibling, flush it to disk (fsync), rename
+    it over `path`, then make the rename durable: neither a kill nor a power loss leaves half a file
+    under the final name. An OSError names `path` and `what` it is."""
+    path = Path(path)
+    temporary = Path(temporary) if temporary is not None else path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        raise OSError(f"{path}: could not write the {what} ({error})") from error
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder) -> None:
+    """Make a rename inside `folder` durable (where the platform allows opening a folder)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+

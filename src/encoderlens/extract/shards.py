@@ -11,13 +11,14 @@ log line naming it, with every later one, and recomputed. Every error names the 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from encoderlens.tables import durable_write
 
 FINGERPRINT = "fingerprint.json"
 
@@ -56,19 +57,8 @@ class ShardStore:
 
     def write(self, batch_index: int, arrays: dict[str, np.ndarray]) -> None:
         final = self.path(batch_index)
-        temporary = final.with_name(final.name + ".tmp.npz")
-        try:
-            with open(temporary, "wb") as handle:
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, final)
-        except OSError as error:
-            raise OSError(f"{final}: could not write the shard ({error})") from error
-        finally:
-            if temporary.exists():
-                temporary.unlink()
-        _fsync_folder(self.folder)
+        durable_write(final, lambda handle: np.savez(handle, **arrays), "shard",
+                      temporary=final.with_name(final.name + ".tmp.npz"))
 
     def read(self, batch_index: int) -> dict[str, np.ndarray]:
         path = self.path(batch_index)
@@ -111,25 +101,6 @@ def _read_stamp(stamp: Path):
         return None
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename inside `folder` durable (where the platform allows opening a folder)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_folder(path.parent)
+    durable_write(path, lambda handle: handle.write(text.encode("utf-8")), "settings stamp",
+                  temporary=path.with_name(path.name + ".tmp"))

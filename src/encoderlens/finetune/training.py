@@ -16,7 +16,6 @@ linear).
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import sys
 import zipfile
@@ -29,6 +28,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from encoderlens.tables import durable_write
 
 from .strategies import Prepared
 
@@ -111,27 +112,7 @@ def evaluate(prepared: Prepared, load: Callable[[np.ndarray], torch.Tensor], lab
 def save_checkpoint(payload: dict, path: Path) -> None:
     """torch.save to a temporary sibling, flushed to disk (fsync), then renamed: neither a kill nor a
     power loss leaves half a checkpoint under the final name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        raise OSError(f"{path}: could not write the checkpoint ({error})") from error
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable where the platform allows opening a folder
-        descriptor = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    except OSError:
-        pass
+    durable_write(path, lambda handle: torch.save(payload, handle), "checkpoint")
 
 
 def load_checkpoint(path: Path, required: tuple[str, ...], map_location="cpu") -> dict | None:

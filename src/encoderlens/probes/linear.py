@@ -150,13 +150,20 @@ def fit_logistic(X, y, C: float = 1.0, max_iter: int = 100, tol: float = 1e-4, d
                                   history_size=history_size,
                                   line_search_fn="strong_wolfe")
     optimizer.step(closure)
+    return solved_probe(optimizer, closure, W, b, tol, classes, C, dev, torch_dtype, seed, "L-BFGS")
+
+
+def solved_probe(optimizer, closure, W, b, tol: float, classes, C: float, dev, torch_dtype, seed: int,
+                 solver: str) -> LogisticProbe:
+    """The probe at the point L-BFGS stopped (full-batch or streamed): the loss and gradient evaluated
+    there (torch does not keep them), and whether max |gradient| met the tolerance (logged if not)."""
     state = optimizer.state[W]
-    final_loss = float(closure())  # the state at the solution (torch does not keep it)
+    final_loss = float(closure())
     grad_max = max(float(W.grad.abs().max()), float(b.grad.abs().max()))
     converged = grad_max <= tol
     if not converged:
-        log.warning("L-BFGS stopped after %d iterations with max|grad| %.3g > tol %.3g",
-                    state.get("n_iter", 0), grad_max, tol)
+        log.warning("%s stopped after %d iterations with max|grad| %.3g > tol %.3g",
+                    solver, state.get("n_iter", 0), grad_max, tol)
     return LogisticProbe(
         coef=W.detach().cpu().numpy(), intercept=b.detach().cpu().numpy(), classes=classes, C=C,
         n_iter=int(state.get("n_iter", 0)), n_evals=int(state.get("func_evals", 0)) + 1,

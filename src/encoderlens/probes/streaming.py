@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .linear import TOLERANCE_CHANGE, LogisticProbe, _torch_dtype, resolve_device
+from .linear import TOLERANCE_CHANGE, LogisticProbe, _torch_dtype, resolve_device, solved_probe
 
 log = logging.getLogger(__name__)
 
@@ -140,18 +140,7 @@ def fit_logistic_streaming(stream: RowStream, y, C: float = 1.0, max_iter: int =
                                   tolerance_grad=tol, tolerance_change=TOLERANCE_CHANGE,
                                   history_size=history_size, line_search_fn="strong_wolfe")
     optimizer.step(closure)
-    state = optimizer.state[W]
-    final_loss = float(closure())
-    grad_max = max(float(W.grad.abs().max()), float(b.grad.abs().max()))
-    converged = grad_max <= tol
-    if not converged:
-        log.warning("streamed L-BFGS stopped after %d iterations with max|grad| %.3g > tol %.3g",
-                    state.get("n_iter", 0), grad_max, tol)
-    return LogisticProbe(
-        coef=W.detach().cpu().numpy(), intercept=b.detach().cpu().numpy(), classes=classes, C=C,
-        n_iter=int(state.get("n_iter", 0)), n_evals=int(state.get("func_evals", 0)) + 1,
-        loss=final_loss, grad_max=grad_max, converged=converged, device=str(dev),
-        dtype=str(torch_dtype).removeprefix("torch."), seed=seed)
+    return solved_probe(optimizer, closure, W, b, tol, classes, C, dev, torch_dtype, seed, "streamed L-BFGS")
 
 
 def streamed_predictions(probe: LogisticProbe, stream: RowStream, y_index, mean: np.ndarray | None = None,
