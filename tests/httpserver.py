@@ -158,9 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
             # Promise the whole body, send part of it, then close: a connection lost mid-body.
             body = body[:int(drop_after)]
             self.close_connection = True
+        # recorded before the write: the client may read the last byte and the test look at the record
+        # before this thread runs again (a flake under load); a failed write raises out of here
+        record.bytes_sent = len(body)
         self.wfile.write(body)
         self.wfile.flush()
-        record.bytes_sent = len(body)
         if drop_after is not None:
             self.connection.shutdown(socket.SHUT_RDWR)
 
