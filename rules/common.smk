@@ -360,6 +360,11 @@ def _has_cls_attention(model):
     return "cls" in map_methods_of(model)  # the attention statistics read CLS attention
 
 
+# the retrieval the depth study, its figures and the planted-answer check read: the first configured
+# embedding, top-1 kNN
+PRIMARY_RETRIEVAL = {"features": GEO["retrieval_features"][0], "method": "top1"}
+
+
 GEO_DEPTH_TABLES = ("failures", "failure_attributes", "failure_attribute_tests", "regional", "regional_tests",
                     "model_comparisons", "cka")
 
@@ -390,7 +395,7 @@ def geo_depth_params(wildcards):
     depth = GEO["depth"]
     return depth | {"entities": [{"name": e["name"], "attention": e["attention"]}
                                  for e in _geo_entities(wildcards.dataset)],
-                    "features": GEO["retrieval_features"][0], "method": "top1", "seed": GEO["seed"]}
+                    **PRIMARY_RETRIEVAL, "seed": GEO["seed"]}
 
 
 def _planted(dataset):
@@ -410,7 +415,7 @@ def planted_inputs(wildcards):
 
 
 def planted_params(wildcards):
-    return {"models": DATASETS[wildcards.dataset]["models"], "features": GEO["retrieval_features"][0]}
+    return {"models": DATASETS[wildcards.dataset]["models"], **PRIMARY_RETRIEVAL}
 
 
 def geo_targets():
@@ -424,7 +429,7 @@ def geo_targets():
         for model in DATASETS[dataset]["models"]:
             folder = f"results/{dataset}/{model}/frozen"
             targets += [f"results/{dataset}/{model}/probes.parquet", f"{folder}/knn.parquet"]
-            if "cls" in map_methods_of(model):  # the statistics read CLS attention
+            if _has_cls_attention(model):
                 targets.append(f"{folder}/attention_stats.parquet")
             if CALIBRATED in variants_of(dataset, model):
                 targets.append(f"results/{dataset}/{model}/calibration.parquet")

@@ -147,7 +147,7 @@ def geo_depth_figure_inputs(wildcards):
 
 def geo_depth_figure_params(wildcards):
     return {"models": DATASETS[wildcards.dataset]["models"], "dpi": FIGURES["dpi"],
-            "features": GEO["retrieval_features"][0], "method": "top1"}
+            **PRIMARY_RETRIEVAL}
 
 
 def caption_figure_params(wildcards):

@@ -15,7 +15,7 @@ models = settings["models"]
 checks = planted_checks(pd.read_parquet(snakemake.input.manifest),
                         {m: pd.read_parquet(p) for m, p in zip(models, snakemake.input.probes)},
                         {m: pd.read_parquet(p) for m, p in zip(models, snakemake.input.predictions)},
-                        PLANTED, settings["features"])
+                        PLANTED, settings["features"], settings["method"])
 write_table(checks, snakemake.output[0])
 logging.getLogger("planted_answers").info("planted answers recovered: %d of %d checks (%s)",
                                           int(checks["recovered"].sum()), len(checks),
