@@ -29,6 +29,22 @@ def empty_annotations() -> pd.DataFrame:
     })
 
 
+def clamp_box(left: float, top: float, width: float, height: float):
+    """(left, top, width, height, clamped) of a box in fractions of its image, the part inside the
+    image kept where it overhangs an edge (clamped True); (None, reason) for a box with zero or
+    negative extent or entirely outside the image. Every annotated reader scores boxes this way."""
+    if width <= 0 or height <= 0:
+        return None, f"zero-area box (width={width}, height={height})"
+    right, bottom = left + width, top + height
+    if left >= 1 or top >= 1 or right <= 0 or bottom <= 0:
+        return None, f"box outside the image (left={left}, top={top}, width={width}, height={height})"
+    c_left, c_top = max(left, 0.0), max(top, 0.0)
+    c_right, c_bottom = min(right, 1.0), min(bottom, 1.0)
+    clamped = (c_left, c_top, c_right, c_bottom) != (left, top, right, bottom)
+    return (c_left, c_top, c_right - c_left if clamped else width,
+            c_bottom - c_top if clamped else height, clamped), None
+
+
 def skipped_frame(records: list[dict] | None = None) -> pd.DataFrame:
     """Skip records as a table; `row` is always a string ("" when a whole file is meant)."""
     frame = pd.DataFrame(records or [], columns=SKIPPED_COLUMNS)

@@ -43,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 
 from encoderlens.data.images import PIXEL_COLUMNS, add_pixel_columns, check_image, remembered_checks
-from encoderlens.data.manifest import ManifestResult, empty_annotations, skipped_frame
+from encoderlens.data.manifest import ManifestResult, clamp_box, empty_annotations, skipped_frame
 
 STYLES = {"Q46261": "Romanesque", "Q176483": "Gothic", "Q236122": "Renaissance", "Q840829": "Baroque"}
 LABEL_COLUMNS = ["image_id", "path", "split", "church_id", "styles", "style_label"]
@@ -91,23 +91,14 @@ def _box(element, meta):
             or not 0 <= label < len(meta)):
         return None, (f"label {label!r} is not an index into building_parts.json's meta "
                       f"(0..{len(meta) - 1})")
-    left, top, width, height = (float(element[k]) for k in COORDINATES)
-    if width <= 0 or height <= 0:
-        return None, f"zero-area box (width={width}, height={height})"
-    right, bottom = left + width, top + height
-    if left >= 1 or top >= 1 or right <= 0 or bottom <= 0:
-        return None, f"box outside the image (left={left}, top={top}, width={width}, height={height})"
     # Annotators' boxes sometimes overhang the image edge (negative coordinates in the real file):
     # keep the part inside the image and flag it.
-    c_left, c_top = max(left, 0.0), max(top, 0.0)
-    c_right, c_bottom = min(right, 1.0), min(bottom, 1.0)
-    clamped = (c_left, c_top, c_right, c_bottom) != (left, top, right, bottom)
+    box, reason = clamp_box(*(float(element[k]) for k in COORDINATES))
+    if reason:
+        return None, reason
     entry = meta[int(label)]
     feature = str(entry.get("name", int(label))) if isinstance(entry, dict) else str(int(label))
-    row = {"feature": feature, "left": c_left, "top": c_top,
-           "width": c_right - c_left if clamped else width,
-           "height": c_bottom - c_top if clamped else height, "clamped": clamped}
-    return row, None
+    return {"feature": feature, **dict(zip((*COORDINATES, "clamped"), box))}, None
 
 
 def _groups(entry):
