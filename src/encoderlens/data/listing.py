@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from encoderlens.data.local_layout import CAPTION_TABLE_NAMES
+from encoderlens.data.local_layout import CAPTION_TABLE_NAMES, COCO_ANNOTATIONS_FILE, IMAGES_METADATA_FILE
 
 # The metadata files each layout's reader may read (the images are covered by the fingerprint). For
 # captions the first present is read (captions.csv, else captions.parquet).
@@ -23,20 +23,28 @@ METADATA_FILES = {
     "wikichurches": ("building_parts.json", "churches.json", "image_meta.json"),
     "osv5m": ("test.csv",),
     "captions": CAPTION_TABLE_NAMES,
+    "coco": (COCO_ANNOTATIONS_FILE, "labels.csv"),  # the first: datasets.<name>.annotations_file
+    "boxes": ("boxes.csv", "labels.csv"),
+    "images": (IMAGES_METADATA_FILE,),
 }
 ANY_OF = {"captions"}  # layouts that read one of their metadata files, not all
+OPTIONAL = {"images"}  # layouts whose metadata files may all be absent (the images are the dataset)
 
 
-def metadata_files(dataset_format: str, root) -> list[str]:
+def metadata_files(dataset_format: str, root, first_name: str | None = None) -> list[str]:
     """The metadata files of a dataset folder that exist, as paths to declare as inputs (where a
     layout reads one of several names, the first present). With none present, the first name, so
     that Snakemake names the missing file; a missing one the reader needs fails the manifest job
     with the reader's own error, and its appearance changes the fingerprint."""
     names = METADATA_FILES.get(dataset_format, ())
+    if first_name is not None:  # a configured name for the layout's main file
+        names = (first_name, *names[1:])
     paths = [os.path.join(str(root), name) for name in names]
     present = [path for path in paths if os.path.isfile(path)]
     if dataset_format in ANY_OF:
         present = present[:1]
+    if dataset_format in OPTIONAL:
+        return present
     return present or paths[:1]
 
 

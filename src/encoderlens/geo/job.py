@@ -180,6 +180,17 @@ def geometry_study(features: dict[str, np.ndarray], table: pd.DataFrame, n_pairs
     return pd.DataFrame(summary), pd.concat(bins, ignore_index=True)
 
 
+def present_group_columns(table: pd.DataFrame, group_columns: Sequence[str]) -> list[str]:
+    """The configured gallery groups the manifest has (your own photos may lack OSV-5M's cell, land
+    cover, climate, soil; a warning names them); `country` where it has none of them."""
+    present = [column for column in group_columns if column in table.columns]
+    missing = [column for column in group_columns if column not in table.columns]
+    if missing:
+        fallback = "" if present else "; grouping by country"
+        log.warning("gallery study: the manifest has no column(s) %s (geo.gallery_groups)%s", missing, fallback)
+    return present or ["country"]
+
+
 def gallery_study(matrix: np.ndarray, table: pd.DataFrame, size: int, seeds: Sequence[int],
                   query_fraction: float, group_columns: Sequence[str],
                   max_rows: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -189,6 +200,7 @@ def gallery_study(matrix: np.ndarray, table: pd.DataFrame, size: int, seeds: Seq
     on the same queries. Above `max_rows` images the study runs on a seeded sample of that many (the
     group-size histogram still counts every image), so its cost stays flat as the dataset grows.
     """
+    group_columns = present_group_columns(table, group_columns)
     histogram = group_size_histogram(table, group_columns)
     if max_rows is not None and len(table) > max_rows:
         keep = np.sort(np.random.default_rng(min(seeds, default=0)).choice(len(table), size=max_rows,
