@@ -9,7 +9,7 @@ from snakemake.utils import validate
 from encoderlens.attention.methods import methods_for
 from encoderlens.config_check import check_config
 from encoderlens.data.listing import listing_fingerprint, metadata_files
-from encoderlens.data.local_layout import local_dataset_problem
+from encoderlens.data.local_layout import format_options, local_dataset_problem
 from encoderlens.models.families import family_traits
 from encoderlens.models.snapshot import hub_offline, snapshot_problem
 
@@ -26,7 +26,7 @@ def _datasets_in_place(datasets):
     for name, entry in datasets.items():
         problem = None
         if entry["source"] == "local":
-            problem = local_dataset_problem(name, entry["format"], entry["path"])
+            problem = local_dataset_problem(name, entry["format"], entry["path"], format_options(entry))
         if problem is None:
             kept[name] = entry
         elif entry["if_missing"] == "skip":
@@ -162,8 +162,23 @@ def dataset_inputs(wildcards):
     dataset_listing. A folder the workflow makes (synthetic, download): the folder, its rule's output."""
     entry = DATASETS[wildcards.dataset]
     if entry["source"] == "local":
-        return metadata_files(entry["format"], entry["path"])
+        return metadata_files(entry["format"], entry["path"], entry.get("annotations_file"))
     return dataset_folder(wildcards)
+
+
+def dataset_options(wildcards):
+    """The reader's options from the dataset's entry (encoderlens.data.local_layout.FORMAT_OPTIONS);
+    a geotagged images dataset also reads the admin table its admin levels are derived from."""
+    entry = DATASETS[wildcards.dataset]
+    options = format_options(entry)
+    if wildcards.dataset in GEO_DATASETS and entry["format"] == "images":
+        options["admin_table"] = GEONAMES_ADMIN
+    return options
+
+
+def dataset_admin_table(wildcards):
+    """The admin table the reader derives admin levels from (images datasets with coordinates)."""
+    return dataset_options(wildcards).get("admin_table", [])
 
 
 def dataset_listing(wildcards):
@@ -177,7 +192,7 @@ def dataset_listing(wildcards):
 
 def synthetic_params(wildcards):
     entry = DATASETS[wildcards.dataset]
-    return {"format": entry["format"], **entry["synthetic"]}
+    return {"format": entry["format"], **entry["synthetic"], **format_options(entry)}
 
 
 def _archive_limits():
@@ -262,7 +277,7 @@ def extraction_gpus(wildcards):
 def variants_of(dataset, model):
     """The variants extracted for one dataset and model: frozen, plus the ones configured for them."""
     variants = ["frozen"]
-    if DATASETS[dataset]["format"] in GEO_FORMATS and model in CALIBRATED_MODELS:
+    if dataset in GEO_DATASETS and model in CALIBRATED_MODELS:
         variants.append(CALIBRATED)
     return variants + finetune_variants_of(dataset, model)
 
@@ -296,7 +311,7 @@ def extraction_targets():
 
 
 # ---- alignment ---------------------------------------------------------------------------------
-ANNOTATED_FORMATS = ("wikichurches",)
+ANNOTATED_FORMATS = ("wikichurches", "coco", "boxes")
 ANNOTATED_DATASETS = [name for name, entry in DATASETS.items() if entry["format"] in ANNOTATED_FORMATS]
 ALIGNMENT = config["alignment"]
 
@@ -335,8 +350,11 @@ GEONAMES_ADMIN = "resources/geonames/admin_places.parquet"
 
 
 # ---- street-view studies ------------------------------------------------------------------------
-GEO_FORMATS = ("osv5m",)
-GEO_DATASETS = [name for name, entry in DATASETS.items() if entry["format"] in GEO_FORMATS]
+# the street-view studies: OSV-5M, and your own photos when they have coordinates (an images dataset
+# with coordinates: false gets the studies that need no place: extraction)
+GEO_FORMATS = ("osv5m", "images")
+GEO_DATASETS = [name for name, entry in DATASETS.items()
+                if entry["format"] in GEO_FORMATS and (entry["format"] != "images" or entry["coordinates"])]
 GEO = config["geo"]
 
 
@@ -401,7 +419,7 @@ def geo_depth_params(wildcards):
 def _planted(dataset):
     """A synthetic street-view dataset generated with planted answers (synthetic.planted, default on)."""
     entry = DATASETS[dataset]
-    return entry["source"] == "synthetic" and entry["synthetic"].get("planted", True)
+    return entry["format"] == "osv5m" and entry["source"] == "synthetic" and entry["synthetic"].get("planted", True)
 
 
 PLANTED_DATASETS = [dataset for dataset in GEO_DATASETS if _planted(dataset)]

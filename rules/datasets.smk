@@ -20,6 +20,7 @@ rule synthetic_dataset:
 rule manifest:
     input:
         dataset_inputs,
+        admin=dataset_admin_table,
     output:
         manifest="results/{dataset}/manifest.parquet",
         annotations="results/{dataset}/annotations.parquet",
@@ -27,6 +28,7 @@ rule manifest:
     params:
         folder=dataset_folder,
         format=dataset_format,
+        options=dataset_options,
         listing=dataset_listing,
     log:
         "logs/datasets/{dataset}.manifest.log",
