@@ -267,7 +267,8 @@ def test_images_metadata_rows_given_admin_and_bad_coordinates(tmp_path):
     no_places = read_dataset("images", tmp_path, coordinates=False)
     assert list(no_places.manifest["image_id"]) == ["a", "b", "c", "d"] and "country" in no_places.manifest
     (tmp_path / "metadata.csv").write_text("image,weather\na.jpg,sunny\n")
-    with pytest.raises(ValueError, match=r"metadata\.csv: missing required columns \['latitude', 'longitude'\].*coordinates: false"):
+    missing = r"metadata\.csv: missing required columns \['latitude', 'longitude'\].*coordinates: false"
+    with pytest.raises(ValueError, match=missing):
         read_dataset("images", tmp_path)
     (tmp_path / "metadata.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"metadata\.csv: not found; the street-view studies need coordinates"):
@@ -293,6 +294,25 @@ def test_the_schema_takes_the_formats_and_their_options():
     with pytest.raises(ValueError) as error:
         check_config({"datasets": bad, "models": models}, schema)
     message = str(error.value)
-    assert "datasets.a.format: 'yolo' is not one of ['wikichurches', 'osv5m', 'captions', 'coco', 'boxes', 'images']" in message
+    assert ("datasets.a.format: 'yolo' is not one of "
+            "['wikichurches', 'osv5m', 'captions', 'coco', 'boxes', 'images']") in message
     assert "datasets.b: 'box_units' is a required property" in message
     assert "datasets.c.box_units" in message and "datasets.d" in message and "annotation_file" in message
+
+
+def test_the_gallery_groups_by_the_columns_the_manifest_has(caplog):
+    """Your own photos may lack OSV-5M's scene columns: the gallery study groups by the configured ones
+    present, by country when none is, and says so (it stopped with a KeyError before)."""
+    from encoderlens.geo.gallery import group_size_histogram
+    from encoderlens.geo.job import gallery_study
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"latitude": rng.uniform(-60, 60, 12), "longitude": rng.uniform(-170, 170, 12),
+                          "country": ["FR"] * 6 + ["JP"] * 4 + ["NA"] * 2, "climate": [1, 2] * 6})
+    matrix = rng.normal(size=(12, 4)).astype(np.float32)
+    _, histogram = gallery_study(matrix, table, 6, [0], 0.25, ["cell", "land_cover"])
+    pd.testing.assert_frame_equal(histogram, group_size_histogram(table, ["country"]))
+    assert histogram["n_groups"].sum() == 3
+    assert "no column(s) ['cell', 'land_cover'] (geo.gallery_groups); grouping by country" in caplog.text
+    _, histogram = gallery_study(matrix, table, 6, [0], 0.25, ["cell", "climate"])
+    assert histogram["n_groups"].sum() == 2

@@ -21,7 +21,8 @@ def test_the_custom_boxes_preset_runs_on_a_boxes_folder(workflow_copy):
     with open(folder / "boxes.csv", "a") as handle:  # a box of an image the folder lacks: a skip record
         handle.write("missing.jpg,1,1,5,5,Window\n")
     (workflow_copy / "tiny.yaml").write_text(TINY)
-    targets = ["results/custom_boxes/dinov2/frozen/alignment.parquet", "results/custom_boxes/dinov2/style_probe.parquet"]
+    targets = ["results/custom_boxes/dinov2/frozen/alignment.parquet",
+               "results/custom_boxes/dinov2/style_probe.parquet"]
     result = snakemake(workflow_copy, "--configfile", "presets/custom_boxes.yaml", "tiny.yaml", "--cores", "2",
                        *targets, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
