@@ -266,6 +266,7 @@ def test_images_metadata_rows_given_admin_and_bad_coordinates(tmp_path):
     # without coordinates: every photo, no admin levels; with them required, a clear error
     no_places = read_dataset("images", tmp_path, coordinates=False)
     assert list(no_places.manifest["image_id"]) == ["a", "b", "c", "d"] and "country" in no_places.manifest
+
     (tmp_path / "metadata.csv").write_text("image,weather\na.jpg,sunny\n")
     missing = r"metadata\.csv: missing required columns \['latitude', 'longitude'\].*coordinates: false"
     with pytest.raises(ValueError, match=missing):
@@ -277,6 +278,10 @@ def test_images_metadata_rows_given_admin_and_bad_coordinates(tmp_path):
     assert local_dataset_problem("mine", "images", tmp_path, {"coordinates": False}) is None
     assert metadata_files("images", tmp_path) == []  # optional: no missing input for Snakemake
     assert read_dataset("images", tmp_path, coordinates=False).manifest["image_id"].tolist() == ["a", "b", "c", "d"]
+    # a photo without a row has no value; a column of numbers stays numbers
+    (tmp_path / "metadata.csv").write_text("image,temp\na.jpg,3.5\nb.jpg,\n")
+    temp = read_dataset("images", tmp_path, coordinates=False).manifest["temp"]
+    assert pd.api.types.is_float_dtype(temp) and temp.iloc[0] == 3.5 and temp.iloc[1:].isna().all()
 
 
 def test_the_schema_takes_the_formats_and_their_options():

@@ -130,7 +130,7 @@ def read_images(root, coordinates: bool = True, admin_table=None, decode_images:
     for column in extra.columns:  # scene attributes: numbers where every present value is one
         if column in ADMIN_LEVELS or pd.api.types.is_numeric_dtype(extra[column]):
             continue
-        text = extra[column].astype(str).str.strip()
+        text = extra[column].fillna("").astype(str).str.strip()  # NaN: a photo without a row
         values = pd.to_numeric(text.where(text != ""), errors="coerce")
         if values.notna().any() and values.notna().sum() == (text != "").sum():
             extra[column] = values
