@@ -321,3 +321,19 @@ def test_the_gallery_groups_by_the_columns_the_manifest_has(caplog):
     assert "no column(s) ['cell', 'land_cover'] (geo.gallery_groups); grouping by country" in caplog.text
     _, histogram = gallery_study(matrix, table, 6, [0], 0.25, ["cell", "climate"])
     assert histogram["n_groups"].sum() == 2
+
+
+def test_the_readme_configs_of_each_format_validate():
+    """The minimal configs in the README's "Your own images, boxes and models" are complete."""
+    import re
+
+    import yaml
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Your own images, boxes and models", 1)[1].split("\n## ", 1)[0]
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    assert sorted(entry["format"] for block in blocks for entry in block["datasets"].values()) == \
+        ["boxes", "coco", "images"]
+    models = {"dinov2": {"family": "dinov2", "source": "hub", "hub_id": "facebook/dinov2-with-registers-base"}}
+    for block in blocks:
+        check_config({**block, "models": models}, REPO / "schemas" / "config.schema.yaml")
