@@ -48,8 +48,8 @@ def read_table(path: Path, required, numeric=(), optional_numeric=()) -> pd.Data
         raise ValueError(f"{path}: missing required columns {missing} (line 1, found {list(table.columns)})")
     table = table.fillna("")
     for column in [*numeric, *(c for c in optional_numeric if c in table.columns)]:
-        values = pd.to_numeric(table[column].str.strip().replace("", None), errors="coerce")
         text = table[column].str.strip()
+        values = pd.to_numeric(text.where(text != ""), errors="coerce")
         bad = values.isna() & ((text != "") | (column in numeric))
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
