@@ -239,3 +239,54 @@ def test_extraction_drops_the_prefix_tokens(family, architecture, tiny, tmp_path
         np.testing.assert_allclose(attention["rollout"][()],
                                    rollout[:, 0, info.n_prefix_tokens:].reshape(3, info.grid_h, info.grid_w),
                                    rtol=1e-4, atol=1e-6)
+
+
+# ---- real architectures, random weights (`-m realshape`) ------------------------------------------
+# facebook/dino-vits16: ViTModel, model_type vit, ViT-S/16 at 224 (hidden 384, 12 layers, 6 heads, MLP 1536),
+# the dimensions of DINO's ViT-S/16 (public code loads it with ViTModel + ViTImageProcessor)
+DINO_VITS16 = {"architectures": ["ViTModel"], "model_type": "vit", "hidden_size": 384, "num_hidden_layers": 12,
+               "num_attention_heads": 6, "intermediate_size": 1536, "image_size": 224, "patch_size": 16,
+               "qkv_bias": True, "hidden_act": "gelu", "layer_norm_eps": 1e-6}
+
+
+@pytest.mark.realshape
+def test_realshape_dino_vits16_as_vit(tmp_path):
+    from transformers import ViTConfig
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        model = ViTModel(ViTConfig(**{k: v for k, v in DINO_VITS16.items() if k != "architectures"}))
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    model.save_pretrained(tmp_path / "dino")  # with its pooler, as the hub repo: loading leaves it out
+    (tmp_path / "dino" / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "ViTImageProcessor", "image_mean": [0.485, 0.456, 0.406],
+         "image_std": [0.229, 0.224, 0.225], "size": {"height": 224, "width": 224}}))
+    adapter = load_adapter("vit", tmp_path / "dino")
+    info = adapter.info
+    assert (info.grid_h, info.n_prefix_tokens, info.num_layers, info.num_heads, info.hidden_size) == (14, 1, 12, 6, 384)
+    out = adapter.encode(pixels(adapter, batch=1))
+    assert len(out.attentions) == 12 and out.attentions[-1].shape == (1, 6, 197, 197)
+    torch.testing.assert_close(out.attentions[-1].sum(-1), torch.ones(1, 6, 197), atol=1e-5, rtol=0)
+
+
+@pytest.mark.realshape
+def test_realshape_eva02_small_as_timm(tmp_path):
+    import timm
+
+    model = timm.create_model("eva02_small_patch14_224.mim_in22k", pretrained=False)
+    timm.models.save_for_hf(model, str(tmp_path / "eva"), safe_serialization=True)
+    adapter = load_adapter("timm", tmp_path / "eva")
+    info = adapter.info
+    assert (info.image_size, info.grid_h, info.n_prefix_tokens, info.num_layers, info.num_heads,
+            info.hidden_size) == (224, 16, 1, 12, 6, 384)
+    np.testing.assert_allclose(adapter.mean.flatten(), [0.48145466, 0.4578275, 0.40821073])
+    x = pixels(adapter, batch=1)
+    out = adapter.encode(x)
+    assert out.attentions[-1].shape == (1, 6, 257, 257)
+    with torch.no_grad():
+        assert torch.equal(out.cls, adapter.model.timm_model.forward_head(
+            adapter.model.timm_model.forward_features(x), pre_logits=True))
+    torch.testing.assert_close(out.attentions[-1].sum(-1), torch.ones(1, 6, 257), atol=1e-5, rtol=0)
