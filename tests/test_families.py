@@ -14,8 +14,9 @@ from transformers import BeitModel, DeiTModel, Dinov2Model, Dinov2WithRegistersM
 
 from encoderlens.attention.methods import methods_for
 from encoderlens.extract.run import ExtractionSettings, extract
-from encoderlens.finetune.lora import wrap_with_lora
+from encoderlens.finetune.lora import save_lora_adapter, wrap_with_lora
 from encoderlens.models.registry import adapter_class, build_tiny, load_adapter
+from encoderlens.models.tuned import apply_tuned_weights
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 # transformers model_type -> (bare class, prefix tokens)
@@ -173,7 +174,7 @@ def test_timm_refuses_a_model_without_class_token(tmp_path):
 
 # ---- both: LoRA, map methods, extraction ------------------------------------------------------------
 @pytest.mark.parametrize("family, architecture", [("vit", "deit"), ("timm", "eva02_small_patch14_224")])
-def test_lora_adapts_the_declared_projections_and_trains_a_step(family, architecture, tiny):
+def test_lora_adapts_the_declared_projections_and_trains_a_step(family, architecture, tiny, tmp_path):
     adapter = load_adapter(family, tiny(family, architecture))
     x = pixels(adapter)
     before = adapter.encode(x, attentions=False).cls
@@ -191,7 +192,17 @@ def test_lora_adapts_the_declared_projections_and_trains_a_step(family, architec
     optimiser.step()
     optimiser.zero_grad()
     # the trained LoRA weights reach the forward pass (EVA's qkv is called as a module, not bypassed)
-    assert not torch.allclose(adapter.encode(x, attentions=False).cls, before, atol=1e-6)
+    adapter.model.eval()  # peft's new LoRA dropout modules start in training mode
+    trained = adapter.encode(x, attentions=True)
+    assert not torch.allclose(trained.cls, before, atol=1e-6)
+    # and come back, merged, where extraction loads a LoRA variant (models.tuned)
+    save_lora_adapter(adapter.model, tmp_path / "variant" / "adapter")
+    fresh = load_adapter(family, tiny(family, architecture))
+    fresh.model, applied = apply_tuned_weights(fresh.model, tmp_path / "variant")
+    merged = fresh.encode(x, attentions=True)
+    assert applied == "lora"
+    torch.testing.assert_close(merged.cls, trained.cls, **TOL)
+    torch.testing.assert_close(merged.attentions[-1], trained.attentions[-1], **TOL)
 
 
 def test_map_methods_and_blocks_of_the_new_families(tiny):
