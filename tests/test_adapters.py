@@ -15,8 +15,10 @@ from encoderlens.models.registry import (DEFAULT_HUB_IDS, FAMILIES, adapter_clas
                                          load_adapter)
 
 ALL = list(FAMILIES)
-VITS = [family for family in ALL if family != "resnet"]
-CLS_FAMILIES = ["dinov2", "dinov3", "mae", "clip"]
+# the families with one fixed transformers class (`model_class`); vit and timm: tests/test_families.py
+VITS = ["dinov2", "dinov3", "mae", "clip", "siglip"]
+ATTENTION = VITS + ["vit", "timm"]
+CLS_FAMILIES = ["dinov2", "dinov3", "mae", "clip", "vit", "timm"]
 BATCH = 2
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -67,8 +69,8 @@ def bare_model(family, folder, attn_implementation="eager"):
 
 
 # ---- registry -------------------------------------------------------------------------------------
-def test_registry_has_exactly_the_six_families():
-    assert set(FAMILIES) == {"dinov2", "dinov3", "mae", "clip", "siglip", "resnet"}
+def test_registry_has_exactly_the_eight_families():
+    assert set(FAMILIES) == {"dinov2", "dinov3", "mae", "clip", "siglip", "resnet", "vit", "timm"}
     for family, adapter in FAMILIES.items():
         assert adapter.family == family
     assert DEFAULT_HUB_IDS["dinov2"] == "facebook/dinov2-with-registers-base"
@@ -77,7 +79,7 @@ def test_registry_has_exactly_the_six_families():
 
 
 def test_unknown_family_is_refused_by_name(tmp_path):
-    with pytest.raises(ValueError, match=r"'vit_huge'.*dinov2.*resnet"):
+    with pytest.raises(ValueError, match=r"'vit_huge'.*dinov2.*resnet.*vit, timm.*README section 'Your own model"):
         adapter_class("vit_huge")
     with pytest.raises(ValueError, match="vit_huge"):
         build_tiny("vit_huge", tmp_path / "x")
@@ -121,7 +123,7 @@ def test_encode_shapes_agree_with_model_info(family, adapters):
 
 
 def test_prefix_tokens_per_family(adapters):
-    expected = {"dinov2": 1 + 2, "dinov3": 1 + 4, "mae": 1, "clip": 1, "siglip": 0, "resnet": 0}
+    expected = {"dinov2": 1 + 2, "dinov3": 1 + 4, "mae": 1, "clip": 1, "siglip": 0, "resnet": 0, "vit": 1, "timm": 1}
     assert {family: adapters(family).info.n_prefix_tokens for family in ALL} == expected
     assert [family for family in ALL if adapters(family).info.has_cls] == CLS_FAMILIES
 
@@ -227,7 +229,7 @@ def test_attention_equals_the_bare_models_own(family, adapters, tiny):
     torch.testing.assert_close(out.mean, patch_tokens.mean(dim=1), **TOL)
 
 
-@pytest.mark.parametrize("family", VITS)
+@pytest.mark.parametrize("family", ATTENTION)
 def test_attention_rows_are_softmax_distributions(family, adapters):
     out = adapters(family).encode(pixels(adapters(family), seed=2))
     for attention in out.attentions:
@@ -243,12 +245,13 @@ def test_cls_raw_is_the_last_layers_cls_before_any_norm(family, adapters):
     adapter = adapters(family)
     out = adapter.encode(pixels(adapter, seed=3), hidden_states=True)
     torch.testing.assert_close(out.cls_raw, out.hidden_states[-1][:, 0], **TOL)
-    norm = {"dinov2": "layernorm", "dinov3": "norm", "mae": "layernorm", "clip": "post_layernorm"}[family]
-    torch.testing.assert_close(out.cls, getattr(adapter.model, norm)(out.cls_raw), **TOL)
+    norm = {"dinov2": "layernorm", "dinov3": "norm", "mae": "layernorm", "clip": "post_layernorm", "vit": "layernorm",
+            "timm": "timm_model.norm"}[family]
+    torch.testing.assert_close(out.cls, adapter.model.get_submodule(norm)(out.cls_raw), **TOL)
     assert not torch.allclose(out.cls, out.cls_raw)
 
 
-@pytest.mark.parametrize("family", VITS)
+@pytest.mark.parametrize("family", ATTENTION)
 def test_another_image_size_interpolates_positions(family, tiny):
     adapter = load_adapter(family, tiny(family), image_size=32)
     info = adapter.info

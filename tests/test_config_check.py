@@ -40,6 +40,11 @@ def test_typos_name_the_key_and_the_near_miss():
         f"models.{model}.precision: 'fp33' is not one of ['fp32', 'bf16', 'fp16']; did you mean 'fp32'?",
     ]
     config = load("config.yaml")
+    config["models"][model]["family"] = "eva"
+    (line,) = config_errors(config, SCHEMA)
+    assert line == (f"models.{model}.family: 'eva' is not one of ['dinov2', 'dinov3', 'mae', 'clip', 'siglip', "
+                    "'resnet', 'vit', 'timm']; see the README section 'Your own model: a hub or timm checkpoint'")
+    config = load("config.yaml")
     config["zzz"] = 1
     (line,) = config_errors(config, SCHEMA)
     assert line.startswith("zzz: unknown key (allowed: ") and "datasets" in line
@@ -49,7 +54,9 @@ def test_patch_sizes_from_hub_ids_and_tiny_builds():
     assert [hub_patch_size(h) for h in ("facebook/dinov2-with-registers-base", "openai/clip-vit-large-patch14-336",
                                         "google/siglip2-base-patch16-224", "facebook/dinov3-vitb16-pretrain-lvd1689m",
                                         "facebook/vit-mae-base", "geolocal/StreetCLIP", "timm/resnet50.a1_in1k",
-                                        "someone/unknown")] == [14, 14, 16, 16, 16, 14, 32, None]
+                                        "facebook/dino-vitb16", "facebook/dino-vits8",
+                                        "timm/eva02_small_patch14_224.mim_in22k",
+                                        "someone/unknown")] == [14, 14, 16, 16, 16, 14, 32, 16, 8, 14, None]
     paper = load("presets/paper.yaml")
     paper["models"]["dinov2"]["image_size"] = 225
     paper["models"]["resnet50"]["image_size"] = 200

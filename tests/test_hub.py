@@ -41,7 +41,7 @@ TESTS = Path(__file__).resolve().parent
 REPO_ROOT = TESTS.parent
 TOKEN = "hf_FAKEtokenForTests0123456789abcdef"
 NEEDED = {"clip": {"config.json", "preprocessor_config.json", "model.safetensors"},
-          "resnet": {"config.json", "model.safetensors"}}
+          "resnet": {"config.json", "model.safetensors"}, "timm": {"config.json", "model.safetensors"}}
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_weight_files_prefers_transformers_safetensors():
         "pytorch_model.bin"]
 
 
-@pytest.mark.parametrize("family", ["clip", "resnet"])
+@pytest.mark.parametrize("family", ["clip", "resnet", "timm"])
 def test_snapshot_fetches_only_what_the_family_loads(hub, tmp_path, family):
     source = tiny_repo(family, tmp_path / "repo")
     sha = hub.add_repo(f"org/tiny-{family}", source)

@@ -39,7 +39,8 @@ def test_the_schema_names_the_registered_methods_and_families_once():
 def test_which_maps_each_family_gets():
     names = {family: [m.name for m in methods_for(family)] for family in FAMILIES}
     assert names == {"dinov2": ["cls", "rollout"], "dinov3": ["cls", "rollout"], "mae": ["cls", "rollout"],
-                     "clip": ["cls", "rollout"], "siglip": ["mean", "map_probe"], "resnet": ["gradcam"]}
+                     "clip": ["cls", "rollout"], "siglip": ["mean", "map_probe"], "resnet": ["gradcam"],
+                     "vit": ["cls", "rollout"], "timm": ["cls", "rollout"]}
     assert [method_class(name).dataset for name in METHOD_NAMES] == list(METHOD_NAMES)
     with pytest.raises(ValueError, match="unknown attention method 'attention'"):
         method_class("attention")

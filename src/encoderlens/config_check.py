@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from encoderlens.models.families import OWN_MODEL_DOCS
+
 MAX_ERRORS = 5
 MAX_MESSAGE = 160
 
@@ -24,6 +26,7 @@ MAX_MESSAGE = 160
 HUB_PATCH = (
     (re.compile(r"patch(\d+)"), None),
     (re.compile(r"^facebook/dinov2-"), 14),
+    (re.compile(r"^facebook/dino-vit[a-z](\d+)$"), None),  # DINO v1: dino-vitb16, dino-vits8
     (re.compile(r"^facebook/dinov3-vit"), 16),
     (re.compile(r"^facebook/vit-mae-huge"), 14),
     (re.compile(r"^facebook/vit-mae-(base|large)"), 16),
@@ -64,8 +67,11 @@ def _message(error) -> list[str]:
                 + ("" if _suggest(key, allowed) else f" (allowed: {', '.join(sorted(allowed))})")
                 for key in unknown]
     if error.validator == "enum":
+        # a model family the tool lacks: say where bringing one's own model is explained
+        docs = (f"; see {OWN_MODEL_DOCS}" if list(error.absolute_path)[:1] == ["models"]
+                and list(error.absolute_path)[-1:] == ["family"] else "")
         return [f"{where}: {error.instance!r} is not one of {error.validator_value}"
-                f"{_suggest(error.instance, error.validator_value)}"]
+                f"{_suggest(error.instance, error.validator_value)}{docs}"]
     if error.validator in ("oneOf", "anyOf") and error.context:
         # the alternative that came closest (deepest path) says most
         best = max(error.context, key=lambda e: len(e.absolute_path))

@@ -32,7 +32,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token, snapshot_download
 from huggingface_hub.errors import GatedRepoError
 
-from encoderlens.models.families import FAMILIES, HF_CONFIG_FILES
+from encoderlens.models.families import FAMILIES, HF_CONFIG_FILES, family_traits
 from encoderlens.models.snapshot import PROVENANCE, describe_files, hub_offline, snapshot_problem
 from encoderlens.secrets import redact, redacted_logs
 
@@ -136,8 +136,7 @@ def snapshot_model(family: str, hub_id: str, revision: str, dest: str | Path,
     each file's size and SHA-256. With HF_HUB_OFFLINE set, a verified snapshot in `dest` is returned
     without any request (see the module's notes).
     """
-    if family not in FAMILY_CONFIG_FILES:
-        raise ValueError(f"unknown model family {family!r}; known families: {', '.join(FAMILY_CONFIG_FILES)}")
+    family_traits(family)  # a clear error for an unknown family
     dest = Path(dest)
     if hub_offline():
         problem = snapshot_problem(dest, family, hub_id, revision, digests=True)

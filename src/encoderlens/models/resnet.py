@@ -13,42 +13,21 @@ from pathlib import Path
 import timm
 import torch
 from safetensors.torch import save_file
-from transformers import TimmWrapperConfig, TimmWrapperModel
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, EncoderOutput, FamilyAdapter, ModelInfo
-from .hf_vit import from_pretrained_strict
+from .base import IMAGENET_MEAN, IMAGENET_STD, EncoderOutput, ModelInfo
+from .timm_snapshot import TimmSnapshotAdapter
 
 ARCHITECTURE = "resnet50"
 HUB_IMAGE_SIZE = 224
 
 
-class ResnetAdapter(FamilyAdapter):
+class ResnetAdapter(TimmSnapshotAdapter):
     family = "resnet"
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
 
     @classmethod
-    def from_folder(cls, folder, image_size=None):
-        adapter = super().from_folder(folder, image_size)
-        if (Path(folder) / "preprocessor_config.json").exists():
-            return adapter
-        # timm snapshots carry their normalisation in config.json's pretrained_cfg instead
-        pretrained_cfg = getattr(adapter.model.config, "pretrained_cfg", None) or {}
-        return cls(adapter.model, adapter.info, pretrained_cfg.get("mean", cls.default_mean),
-                   pretrained_cfg.get("std", cls.default_std))
-
-    @classmethod
-    def load_model(cls, folder):
-        # timm's save_for_hf (timm 1.0.x) records the creation kwargs in model_args, num_classes among
-        # them; TimmWrapperModel passes its own num_classes=0 beside them and would fail on the duplicate
-        config = TimmWrapperConfig.from_pretrained(str(folder))
-        if config.model_args and "num_classes" in config.model_args:
-            config.model_args = {k: v for k, v in config.model_args.items() if k != "num_classes"}
-        return from_pretrained_strict(TimmWrapperModel, folder, config=config)
-
-    @classmethod
     def describe(cls, model, image_size=None) -> ModelInfo:
-        pretrained_cfg = getattr(model.config, "pretrained_cfg", None) or {}
-        size = int(image_size or pretrained_cfg.get("input_size", (3, HUB_IMAGE_SIZE, HUB_IMAGE_SIZE))[-1])
+        size = int(image_size or cls.input_size(model, HUB_IMAGE_SIZE))
         stride = int(model.timm_model.feature_info[-1]["reduction"])
         if size % stride:
             # the convolutions would round the grid up and the last row/column would cover less image
