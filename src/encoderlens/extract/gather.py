@@ -11,7 +11,7 @@ Why a copy and not an HDF5 virtual dataset: a virtual dataset keeps reading the 
 could never be removed (twice the disk was the alternative, not half), a moved or partly copied
 results folder breaks it silently, and every reader and the atomic-rename contract would depend on
 files that no rule names as inputs. The copy leaves a self-contained file, written atomically, and
-the chunk files are temporary.
+the chunk files are temporary. No torch here: the gather job runs in the CPU analysis environment.
 """
 
 from __future__ import annotations
@@ -22,13 +22,25 @@ from typing import Sequence
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from encoderlens.extract.h5 import atomic_h5, create_per_image, read_ids, write_ids
-from encoderlens.extract.job import select_images
 
 # Datasets that are not one row per image: the ids themselves and the attention file's stored layers.
 NOT_PER_IMAGE = ("ids", "layers")
 COPY_BLOCK = 1024  # rows decoded at a time where a chunk's layout differs from the final file's
+
+
+def select_images(manifest_path, splits: list[str] | None = None) -> pd.DataFrame:
+    """The images an extraction covers, in manifest order: all, or those of `splits`. A chunk's rows
+    index this list."""
+    manifest = pd.read_parquet(manifest_path, columns=["image_id", "path", "split"])
+    if splits is not None:
+        manifest = manifest[manifest["split"].isin(splits)]
+    if manifest.empty:
+        raise ValueError(f"{manifest_path}: the manifest has no usable images"
+                         + (f" in splits {splits}" if splits is not None else ""))
+    return manifest
 
 
 def gather_chunks(chunks: Sequence[str | Path], final: str | Path, expected_ids: Sequence[str],

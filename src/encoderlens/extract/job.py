@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from encoderlens.extract.gather import select_images
 from encoderlens.extract.h5 import atomic_h5, write_ids
 from encoderlens.extract.run import ExtractionSettings, extract, settings_sha256
 from encoderlens.models.hub import PROVENANCE
@@ -35,17 +36,6 @@ def extraction_settings(settings: dict) -> ExtractionSettings:
         precision=settings["precision"],
         gradcam_target_class=settings.get("gradcam_target_class"),
     )
-
-
-def select_images(manifest_path, splits: list[str] | None = None) -> pd.DataFrame:
-    """The images an extraction covers, in manifest order: all, or those of `splits`."""
-    manifest = pd.read_parquet(manifest_path, columns=["image_id", "path", "split"])
-    if splits is not None:
-        manifest = manifest[manifest["split"].isin(splits)]
-    if manifest.empty:
-        raise ValueError(f"{manifest_path}: the manifest has no usable images"
-                         + (f" in splits {splits}" if splits is not None else ""))
-    return manifest
 
 
 def write_empty_chunk(embeddings_path, attention_path) -> None:
