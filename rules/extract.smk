@@ -76,7 +76,7 @@ rule gather_extraction:
     log:
         "logs/extract/{dataset}/{model}/{variant}.log",
     resources:
-        mem_mb=memory_mb(2000),
+        mem_mb=memory_mb(2000, per_image_kb=0.5),  # the manifest's ids and paths, held to check the chunks
         runtime=runtime_minutes(10, per_image_s=GATHER_SECONDS_PER_IMAGE),
         **slurm_partition(),
     wildcard_constraints:
