@@ -206,3 +206,26 @@ def test_workflow_chunks_rerun_alone_and_gather_to_the_unchunked_files(tmp_path,
         assert sorted(want) == sorted(got) and len(want["ids"][0]) == 9
         for key, (values, chunking, compression) in want.items():
             np.testing.assert_array_equal(got[key][0], values, err_msg=f"{name}:{key}")
+
+
+def test_gather_decodes_chunks_laid_out_otherwise(tmp_path):
+    """Chunk files whose HDF5 layout differs from the final one (here contiguous, uncompressed) are
+    copied through their values, in blocks; the result has the final layout."""
+    from encoderlens.extract.gather import gather_chunks
+    from encoderlens.extract.h5 import write_ids
+
+    rng = np.random.default_rng(1)
+    values = rng.random((5, 2, 3)).astype(np.float16)
+    paths = []
+    for index, rows in enumerate((slice(0, 3), slice(3, 5))):
+        path = tmp_path / f"chunk{index}.h5"
+        with h5py.File(path, "w") as handle:
+            write_ids(handle, [f"i{row}" for row in range(5)][rows])
+            handle.create_dataset("cls", data=values[rows])
+            handle.attrs["model"] = "m"
+        paths.append(path)
+    gather_chunks(paths, tmp_path / "out.h5", [f"i{row}" for row in range(5)])
+    with h5py.File(tmp_path / "out.h5") as handle:
+        np.testing.assert_array_equal(handle["cls"][()], values)
+        assert handle["cls"].chunks == (1, 2, 3) and handle["cls"].compression == "gzip"
+        assert handle.attrs["model"] == "m"
