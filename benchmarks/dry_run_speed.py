@@ -1,6 +1,7 @@
 """How long planning the paper preset's DAG takes: `snakemake --dry-run --configfile presets/paper.yaml`.
 
     python benchmarks/dry_run_speed.py [--copies 1 16] [--repeats 3]
+    python benchmarks/dry_run_speed.py --preset osv5m_train.yaml --copies 1   # the chunked train split
 
 Runs in a fresh copy of the workflow with no data and no checkpoints: hub models have no snapshots
 and downloads have not run, yet the dry run must plan every job. The captions dataset of the preset is
@@ -65,15 +66,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--preset", default="paper.yaml", help="a file of presets/")
     args = parser.parse_args()
     workdir = copy_workflow(Path(tempfile.mkdtemp(prefix="dry_run_")) / "workflow")
-    preset = yaml.safe_load((workdir / "presets" / "paper.yaml").read_text())
-    (workdir / preset["datasets"]["captions"]["path"]).mkdir(parents=True, exist_ok=True)
-    for path in metadata_files("captions", workdir / preset["datasets"]["captions"]["path"]):
-        open(path, "w").close()
+    preset = yaml.safe_load((workdir / "presets" / args.preset).read_text())
+    if "captions" in preset["datasets"]:
+        (workdir / preset["datasets"]["captions"]["path"]).mkdir(parents=True, exist_ok=True)
+        for path in metadata_files("captions", workdir / preset["datasets"]["captions"]["path"]):
+            open(path, "w").close()
     rows = []
     for copies in args.copies:
-        configfile = workdir / f"paper_x{copies}.yaml"
+        configfile = workdir / f"{Path(args.preset).stem}_x{copies}.yaml"
         configfile.write_text(yaml.safe_dump(multiplied(preset, copies), sort_keys=False))
         runs = [dry_run(workdir, configfile) for _ in range(args.repeats)]
         rows.append({"models_per_preset_model": copies, "jobs": runs[0][0],

@@ -208,7 +208,7 @@ def _archive_limits():
 
 def osv5m_download_params(wildcards):
     settings = DATASETS[wildcards.dataset]["download"]
-    keys = ("repo_id", "revision", "shards", "sample_count", "sample_seed", "stratify")
+    keys = ("repo_id", "revision", "split", "shards", "sample_count", "sample_seed", "stratify")
     return {key: settings[key] for key in keys} | _archive_limits()
 
 
@@ -271,6 +271,37 @@ def extraction_threads(wildcards):
 def extraction_gpus(wildcards):
     """GPU jobs hold the `gpu` resource the profile caps; a model pinned to the CPU holds none."""
     return 0 if MODELS[wildcards.model]["device"] == "cpu" else 1
+
+
+# ---- chunked extraction (datasets.<name>.extraction.chunk_images) -------------------------------
+CHUNKED_DATASETS = [name for name, entry in DATASETS.items() if entry["extraction"]["chunk_images"]]
+UNCHUNKED_DATASETS = [name for name in DATASETS if name not in CHUNKED_DATASETS]
+
+
+def _chunk_count(dataset):
+    """Chunks of chunk_images rows covering the dataset's declared size (dataset_images, the size its
+    jobs are sized for): planned without the manifest, so a fresh checkout plans every job offline."""
+    return max(1, -(-dataset_images(dataset) // DATASETS[dataset]["extraction"]["chunk_images"]))
+
+
+def extraction_chunk_names(dataset):
+    return [f"{index:05d}" for index in range(_chunk_count(dataset))]
+
+
+def chunk_rows(wildcards):
+    """[start, stop) of the chunk's rows among the images the extraction covers; the last chunk takes
+    every row left (stop None), so a manifest larger than declared is still covered in full."""
+    size = DATASETS[wildcards.dataset]["extraction"]["chunk_images"]
+    index = int(wildcards.chunk)
+    last = index == _chunk_count(wildcards.dataset) - 1
+    return [index * size, None if last else (index + 1) * size]
+
+
+def extraction_chunks(wildcards):
+    folder = f"results/{wildcards.dataset}/{wildcards.model}/{wildcards.variant}/chunks"
+    chunks = extraction_chunk_names(wildcards.dataset)
+    return {"embeddings": [f"{folder}/{chunk}/embeddings.h5" for chunk in chunks],
+            "attention": [f"{folder}/{chunk}/attention.h5" for chunk in chunks]}
 
 
 # ---- fine-tuned variants -----------------------------------------------------------------------

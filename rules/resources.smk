@@ -28,7 +28,8 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 # of churches in the four studied styles, the annotated among them, about 4,790 (ssl_wikichurches
 # docs/core/project_proposal.md: "4,790 of 9,346 style-labeled images", counted on the real files;
 # churches.json holds 9,346 churches, image_meta.json lists their images).
-OSV5M_IMAGES_PER_SHARD = 42_100
+# The train split: 4,894,685 images (the dataset's datasheet) in 98 shards images/train/00..97.zip.
+OSV5M_IMAGES_PER_SHARD = {"test": 42_100, "train": 49_950}
 WIKICHURCHES_IMAGES = {"annotated": 139, "annotated+pool": 4_790}
 
 
@@ -41,15 +42,23 @@ def dataset_images(dataset):
         return entry["synthetic"]["n_images"]
     if entry["source"] == "download" and entry["format"] == "osv5m":
         download = entry["download"]
-        return download["sample_count"] or OSV5M_IMAGES_PER_SHARD * len(download["shards"])
+        per_shard = OSV5M_IMAGES_PER_SHARD[download["split"]]
+        return download["sample_count"] or per_shard * len(download["shards"])
     if entry["source"] == "download" and entry["format"] == "wikichurches":
         return WIKICHURCHES_IMAGES[entry["download"]["images"]]
     return CLUSTER["default_images"]
 
 
 def job_images(wildcards):
-    """A job with a {dataset} wildcard sees that dataset; any other job (models, study-wide
-    statistics, figures) is sized for every dataset together."""
+    """A job with a {dataset} wildcard sees that dataset (with a {chunk} wildcard, that chunk's rows);
+    any other job (models, study-wide statistics, figures) is sized for every dataset together."""
+    if "chunk" in wildcards.keys():
+        start, stop = chunk_rows(wildcards)
+        if stop is not None:
+            return stop - start
+        # the last chunk takes what is left, at least a chunk's worth (a manifest larger than declared)
+        size = DATASETS[wildcards.dataset]["extraction"]["chunk_images"]
+        return max(size, dataset_images(wildcards.dataset) - start)
     if "dataset" in wildcards.keys():
         return dataset_images(wildcards.dataset)
     return sum(dataset_images(dataset) for dataset in DATASETS)
@@ -85,6 +94,11 @@ def model_memory_mb(fixed_mb, per_image_kb=0.0):
 # Seconds per image of one extraction job, decoding and the HDF5 writes included: a ViT-L/14 at
 # 336 px in bf16 on one data-centre GPU, and a ViT-B/16 in fp32 on a few CPU cores (4 images/s on 2).
 EXTRACTION_SECONDS_PER_IMAGE = {"gpu": 0.05, "cpu": 0.5}
+
+
+# Seconds per image of gathering a chunked extraction (compressed HDF5 chunks copied as they are):
+# benchmarks/cost_model.py, RESULTS.md.
+GATHER_SECONDS_PER_IMAGE = 0.001
 
 
 def extraction_runtime(wildcards, attempt):

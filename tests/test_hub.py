@@ -481,3 +481,30 @@ def test_offline_uses_a_verified_snapshot_without_any_request(hub, tmp_path, mon
     with pytest.raises(HubError, match="bytes; the snapshot recorded"):
         snapshot_model("clip", "org/tiny-clip", "main", dest)
     assert hub.requests == []
+
+
+def test_fetch_osv5m_train_split(hub, osv5m_repo, tmp_path):
+    """split train: train.csv and images/train/NN.zip (the README's `configs`: train.csv +
+    images/train), nothing of the test split; the manifest reads the folder's train.csv."""
+    repo = tmp_path / "repo"
+    shutil.copytree(osv5m_repo["repo"], repo)
+    source = tmp_path / "train_source"
+    write_synthetic_streets(source, n_images=24, seed=11, n_countries=4)
+    table = pd.read_csv(source / "test.csv", dtype=str, keep_default_na=False)
+    table["id"] = "9" + table["id"]  # train ids differ from the test split's
+    table.to_csv(repo / "train.csv", index=False)
+    (repo / "images" / "train").mkdir(parents=True)
+    for shard, ids in enumerate((table["id"][:12], table["id"][12:])):
+        with zipfile.ZipFile(repo / "images" / "train" / f"{shard:02d}.zip", "w") as archive:
+            for image_id in ids:
+                archive.write(source / "images" / "test" / "00" / f"{image_id[1:]}.jpg", f"{image_id}.jpg")
+    sha = hub.add_repo("osv5m/osv5m", repo, repo_type="dataset")
+    dest = fetch_osv5m(tmp_path / "train", revision=sha, split="train", shards=(1,), sample_count=None)
+    assert sorted(hub.downloads()) == ["images/train/01.zip", "train.csv"]
+    assert not (dest / "test.csv").exists()
+    result = read_osv5m(dest)
+    assert result.manifest["image_id"].tolist() == table["id"][12:].tolist()
+    assert set(result.manifest["split"]) == {"train"} and result.skipped.empty
+    assert json.loads((dest / "osv5m_fetch.json").read_text())["split"] == "train"
+    with pytest.raises(ValueError, match="split must be one of"):
+        fetch_osv5m(tmp_path / "bad", revision=sha, split="val")

@@ -1,6 +1,7 @@
 """Each study preset validates and plans its whole DAG without touching the network."""
 
 import json
+import math
 import os
 
 import pytest
@@ -13,8 +14,49 @@ PRESETS = sorted(path.name for path in (REPO / "presets").glob("*.yaml") if not 
 
 
 def test_the_presets_exist():
-    assert PRESETS == ["captions.yaml", "osv5m.yaml", "paper.yaml", "wikichurches.yaml"]
+    assert PRESETS == ["captions.yaml", "osv5m.yaml", "osv5m_train.yaml", "paper.yaml", "wikichurches.yaml"]
     assert sorted(path.name for path in (REPO / "presets").glob("custom_*.yaml")) == ["custom_boxes.yaml"]
+
+
+# What a SLURM cluster accepts of one job: memory of one node and a partition's time limit (generous
+# values of common GPU clusters: 256 GB nodes, MaxTime 7 days), one GPU, the cores of one node.
+SLURM_MAX_MEM_MB = 256_000
+SLURM_MAX_RUNTIME_MIN = 7 * 24 * 60
+SLURM_MAX_CPUS = 64
+# extract_chunk jobs planned: osv5m_train's 98 shards x 49,950 declared images in chunks of 50,000,
+# for each of its two models
+CHUNK_JOBS = {"osv5m_train.yaml": 2 * 98}
+
+
+def planned_requests(output) -> list[tuple[str, dict]]:
+    """(rule, resources and threads) of every job a dry run prints."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        words = line.split()
+        if line.startswith(("rule ", "localrule ")):
+            rule = (words[1].rstrip(":"), {"threads": 1, "local": line.startswith("localrule ")})
+            jobs.append(rule)
+        elif rule and words[:1] == ["threads:"]:
+            rule[1]["threads"] = int(words[1])
+        elif rule and words[:1] == ["resources:"]:
+            for pair in line.split("resources:", 1)[1].split(","):
+                key, value = pair.strip().split("=", 1)
+                rule[1][key] = value
+    return jobs
+
+
+def check_slurm_requests(output):
+    """Every job submitted (not a local rule, not the target rule `all`) asks for whole MB and minutes
+    within what one node and a partition grant, at most one GPU and one node's cores."""
+    jobs = [(name, request) for name, request in planned_requests(output)
+            if not request["local"] and name != "all"]
+    assert jobs
+    for name, request in jobs:
+        mem_mb, runtime = int(request["mem_mb"]), int(request["runtime"])
+        assert 1 <= mem_mb <= SLURM_MAX_MEM_MB, (name, request)
+        assert 1 <= runtime <= SLURM_MAX_RUNTIME_MIN, (name, request)
+        assert int(request.get("gpu", 0)) in (0, 1) and 1 <= request["threads"] <= SLURM_MAX_CPUS, (name, request)
+    return jobs
 
 
 def planned_extractions(config) -> int:
@@ -74,7 +116,14 @@ def test_a_preset_plans_its_whole_dag_offline(workflow_copy, preset, monkeypatch
     result, output, planned = dry_run(workflow_copy, preset)
     assert result.returncode == 0, output
     assert "demo_" not in output  # the preset replaces the demo config, it is not merged into it
-    assert planned.count("extract") == planned_extractions(config)
+    # one extraction per dataset, model and variant: one job, or its chunks' gather
+    assert planned.count("extract") + planned.count("gather_extraction") == planned_extractions(config)
+    assert planned.count("extract_chunk") == CHUNK_JOBS.get(preset, 0)
+    jobs = check_slurm_requests(output)
+    if preset in CHUNK_JOBS:  # a chunk of 50,000 images: within an hour of GPU time at 0.05 s per image
+        chunks = [request for name, request in jobs if name == "extract_chunk"]
+        assert {int(request["runtime"]) for request in chunks} == {10 + math.ceil(50_000 * 0.05 / 60)}
+        assert all(request["gpu"] == "1" for request in chunks)
     # one snapshot per checkpoint: in paper.yaml clip and clip_vitb16 are both openai/clip-vit-base-patch16
     assert planned.count("hub_snapshot") == hub_checkpoints(config, config["datasets"])
     downloads = sum(entry["source"] == "download" for entry in config["datasets"].values())

@@ -9,6 +9,7 @@ fetch_osv5m(
     snakemake.output[0],
     repo_id=settings["repo_id"],
     revision=settings["revision"],
+    split=settings["split"],
     shards=settings["shards"],
     sample_count=settings["sample_count"],
     seed=settings["sample_seed"],

@@ -21,7 +21,7 @@ from encoderlens.data.local_layout import CAPTION_TABLE_NAMES, COCO_ANNOTATIONS_
 # captions the first present is read (captions.csv, else captions.parquet).
 METADATA_FILES = {
     "wikichurches": ("building_parts.json", "churches.json", "image_meta.json"),
-    "osv5m": ("test.csv",),
+    "osv5m": ("test.csv", "train.csv"),
     "captions": CAPTION_TABLE_NAMES,
     "coco": (COCO_ANNOTATIONS_FILE, "labels.csv"),  # the first: datasets.<name>.annotations_file
     "boxes": ("boxes.csv", "labels.csv"),

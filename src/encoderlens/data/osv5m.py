@@ -131,9 +131,12 @@ def normalise_namibia(table: pd.DataFrame) -> int:
     return int(moved.sum())
 
 
-def read_osv5m(root, split: str = "test", decode_images: bool = True) -> ManifestResult:
-    """Manifest and skip records of one OSV-5M split (no annotations: OSV-5M has no boxes)."""
+def read_osv5m(root, split: str | None = None, decode_images: bool = True) -> ManifestResult:
+    """Manifest and skip records of one OSV-5M split (no annotations: OSV-5M has no boxes). split None:
+    the folder's `test.csv`, else its `train.csv` (a download of either split holds one of them)."""
     root = Path(root)
+    if split is None:
+        split = "train" if not (root / "test.csv").is_file() and (root / "train.csv").is_file() else "test"
     csv_path = root / f"{split}.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: not found (expected OSV-5M's {split}.csv)")

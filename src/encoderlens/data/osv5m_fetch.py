@@ -1,13 +1,15 @@
-"""Fetch a (sampled) OSV-5M test split from the Hugging Face dataset `osv5m/osv5m`.
+"""Fetch a (sampled) OSV-5M split from the Hugging Face dataset `osv5m/osv5m`.
 
-The dataset repo holds `test.csv` and the test images as zip shards `images/test/00.zip` ... `04.zip`
-(about 50,000 `<id>.jpg` each, possibly inside a folder of the zip). `fetch_osv5m` downloads the csv
+The dataset repo holds `<split>.csv` and each split's images as zip shards: `images/test/00.zip` ...
+`04.zip` (210,122 images) and `images/train/00.zip` ... `97.zip` (4,894,685 images), about 50,000
+`<id>.jpg` each, possibly inside a folder of the zip; the README's `configs` name the files of each
+split (`train.csv` + `images/train`, `test.csv` + `images/test`). `fetch_osv5m` downloads the csv
 and the chosen shards at one pinned commit into `<dest>.download/` (kept: an interrupted download
 resumes there, and a new sample does not download again), draws the sample among the rows whose
 image is in those shards, and writes the layout `read_osv5m` expects:
 
-    dest/test.csv                          the sampled rows, the original columns in their order
-    dest/images/test/<shard>/<id>.jpg      only the sampled images (shard as two digits)
+    dest/<split>.csv                       the sampled rows, the original columns in their order
+    dest/images/<split>/<shard>/<id>.jpg   only the sampled images (shard as two digits)
     dest/osv5m_fetch.json                  the commit and the sampling settings
 
 `dest` is built in `<dest>.tmp` and renamed when complete.
@@ -30,12 +32,12 @@ from encoderlens.data.osv5m import NAMIBIA, NAMIBIA_SPELLINGS
 from encoderlens.models.hub import call_hub, hub_client, resolve_revision
 
 OSV5M_REPO = "osv5m/osv5m"
-SPLIT = "test"
+SPLITS = ("test", "train")
 PROVENANCE = "osv5m_fetch.json"
 
 
-def shard_path(shard: int) -> str:
-    return f"images/{SPLIT}/{shard:02d}.zip"
+def shard_path(shard: int, split: str = "test") -> str:
+    return f"images/{split}/{shard:02d}.zip"
 
 
 def read_rows(csv_path: Path) -> pd.DataFrame:
@@ -108,19 +110,21 @@ def draw_sample(rows: pd.DataFrame, count: int | None, seed: int, stratify: str 
 def fetch_osv5m(dest: str | Path, repo_id: str = OSV5M_REPO, *, revision: str,
                 shards: tuple[int, ...] = (0, 1, 2, 3, 4), sample_count: int | None = None,
                 seed: int = 0, stratify: str | None = "country", token: str | None = None,
-                archive_limits: dict | None = None) -> Path:
-    """Download OSV-5M's test split (csv + image `shards`) at `revision` and write `dest`, keeping
+                archive_limits: dict | None = None, split: str = "test") -> Path:
+    """Download OSV-5M's `split` (csv + image `shards`) at `revision` and write `dest`, keeping
     `sample_count` images drawn with `seed` (stratified by `stratify`, a csv column, or uniformly).
 
     `revision` has no default on purpose: a commit sha pins the data a study used.
     """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if stratify not in (None, "country"):
         raise ValueError(f"stratify must be 'country' or None, got {stratify!r}")
     dest = Path(dest)
     cache = dest.with_name(dest.name + ".download")
     api, token, endpoint = hub_client(token)
     commit, files = resolve_revision(api, repo_id, revision, "dataset", token)
-    wanted = [f"{SPLIT}.csv"] + [shard_path(s) for s in shards]
+    wanted = [f"{split}.csv"] + [shard_path(s, split) for s in shards]
     absent = [name for name in wanted if name not in files]
     if absent:
         raise FileNotFoundError(f"dataset {repo_id}@{commit} has no {absent}")
@@ -132,13 +136,13 @@ def fetch_osv5m(dest: str | Path, repo_id: str = OSV5M_REPO, *, revision: str,
             repo_type="dataset", revision=commit, local_dir=cache, token=token or False,
             endpoint=endpoint))
 
-    rows = read_rows(local[f"{SPLIT}.csv"])
+    rows = read_rows(local[f"{split}.csv"])
     missing = [c for c in ("id", "latitude", "longitude", stratify) if c and c not in rows.columns]
     if missing:
-        raise ValueError(f"{local[f'{SPLIT}.csv']}: missing columns {missing}")
+        raise ValueError(f"{local[f'{split}.csv']}: missing columns {missing}")
     members, shard_of = {}, {}
     for shard in shards:
-        for image_id, member in zip_index(local[shard_path(shard)]).items():
+        for image_id, member in zip_index(local[shard_path(shard, split)]).items():
             if image_id not in shard_of:  # an id in two shards: the first shard wins
                 shard_of[image_id], members[image_id] = shard, member
     sample = draw_sample(usable_rows(rows, shard_of), sample_count, seed, stratify)
@@ -151,16 +155,16 @@ def fetch_osv5m(dest: str | Path, repo_id: str = OSV5M_REPO, *, revision: str,
             if ids:
                 # safe_extract refuses the whole shard if any member is absolute, has '..' or is a
                 # link, or if the sampled members declare more bytes than archive_limits allow
-                safe_extract(local[shard_path(shard)], temporary / "images" / SPLIT / f"{shard:02d}",
+                safe_extract(local[shard_path(shard, split)], temporary / "images" / split / f"{shard:02d}",
                              members=[members[i] for i in ids], flatten=True, **(archive_limits or {}))
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)  # nothing half-extracted is left behind
         raise
-    (temporary / "images" / SPLIT).mkdir(parents=True, exist_ok=True)
-    sample.to_csv(temporary / f"{SPLIT}.csv", index=False)
+    (temporary / "images" / split).mkdir(parents=True, exist_ok=True)
+    sample.to_csv(temporary / f"{split}.csv", index=False)
     # the commit a branch name resolved to, and how the sample was drawn
     (temporary / PROVENANCE).write_text(json.dumps(
-        {"repo_id": repo_id, "revision": revision, "commit": commit, "shards": list(shards),
+        {"repo_id": repo_id, "revision": revision, "commit": commit, "split": split, "shards": list(shards),
          "sample_count": sample_count, "seed": seed, "stratify": stratify, "rows": len(sample)}, indent=2))
     if dest.exists():
         shutil.rmtree(dest)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from encoderlens.extract.gather import select_images
+from encoderlens.extract.h5 import atomic_h5, write_ids
 from encoderlens.extract.run import ExtractionSettings, extract, settings_sha256
 from encoderlens.models.hub import PROVENANCE
 from encoderlens.models.registry import load_adapter
@@ -36,18 +38,34 @@ def extraction_settings(settings: dict) -> ExtractionSettings:
     )
 
 
+def write_empty_chunk(embeddings_path, attention_path) -> None:
+    for path in (embeddings_path, attention_path):
+        with atomic_h5(path) as handle:
+            write_ids(handle, [])
+
+
 def extract_manifest(manifest_path, model_folder, identity: dict, settings: dict,
                      embeddings_path, attention_path, threads: int = 1, variant: str = "frozen",
-                     tuned_folder=None, splits: list[str] | None = None) -> None:
+                     tuned_folder=None, splits: list[str] | None = None,
+                     rows: tuple[int, int | None] | None = None) -> None:
     """Extract one model (with a fine-tuned variant's weights from `tuned_folder`, if given), over the
-    manifest's images or, when `splits` is given, over those of the named splits (manifest order)."""
+    manifest's images or, when `splits` is given, over those of the named splits (manifest order).
+
+    `rows` = (start, stop) extracts one chunk: those rows of that image list (stop None: to its end).
+    The files are stamped exactly as a whole extraction's, so the chunks gathered in order
+    (`encoderlens.extract.gather`) equal it. A chunk that starts past the end (the dataset's declared
+    size overstated its manifest) writes files with no images, which the gather skips."""
     torch.set_num_threads(max(1, threads))
-    manifest = pd.read_parquet(manifest_path, columns=["image_id", "path", "split"])
-    if splits is not None:
-        manifest = manifest[manifest["split"].isin(splits)]
-    if manifest.empty:
-        raise ValueError(f"{manifest_path}: the manifest has no usable images"
-                         + (f" in splits {splits}" if splits is not None else ""))
+    manifest = select_images(manifest_path, splits)
+    if rows is not None:
+        start, stop = rows
+        print(f"chunk: rows {start} to {'the end' if stop is None else stop} of {len(manifest)}",
+              file=sys.stderr)
+        manifest = manifest.iloc[start:stop]
+        if manifest.empty:
+            print(f"{manifest_path}: no images from row {start} on; this chunk is empty", file=sys.stderr)
+            write_empty_chunk(embeddings_path, attention_path)
+            return
     adapter = load_adapter(identity["family"], model_folder, image_size=settings.get("image_size"))
     applied = "none"
     if tuned_folder is not None:
