@@ -47,3 +47,16 @@ def clone_run(workdir: Path, destination: Path) -> Path:
     test can change it without disturbing the shared run."""
     shutil.copytree(workdir, destination, symlinks=True)
     return destination
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _slurm_run_in_background(request, tmp_path_factory):
+    """test_slurm's run on the local SLURM cluster, started with the session when one of its tests is
+    selected (see test_slurm.BackgroundRun), and stopped with it."""
+    if not any(item.path.name == "test_slurm.py" for item in request.session.items):
+        yield None
+        return
+    from test_slurm import BackgroundRun
+    run = BackgroundRun(tmp_path_factory)
+    yield run
+    run.stop()
