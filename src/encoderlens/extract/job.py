@@ -33,6 +33,9 @@ def extraction_settings(settings: dict) -> ExtractionSettings:
         device=settings["device"],
         precision=settings["precision"],
         gradcam_target_class=settings.get("gradcam_target_class"),
+        map_methods=settings.get("map_methods"),
+        ig_steps=settings.get("ig", {}).get("steps", 32),
+        ig_baseline=settings.get("ig", {}).get("baseline", "mean"),
     )
 
 
