@@ -17,6 +17,7 @@ from encoderlens.attention.gradcam_vit import (PooledEmbedding, SelfSimilarityTa
 from encoderlens.attention.integrated_gradients import ig_attributions, ig_baseline, ig_maps, patch_sums
 from encoderlens.attention.methods import methods_for, read_method
 from encoderlens.attention.targets import SelfSimilarity
+from encoderlens.extract.job import extraction_settings
 from encoderlens.extract.run import ExtractionSettings, extract
 from encoderlens.models.registry import build_tiny, load_adapter
 
@@ -178,6 +179,15 @@ def test_the_gradient_methods_run_only_when_chosen():
         methods_for("clip", ["lrp"])
     with pytest.raises(ValueError, match="neither 'all'"):
         methods_for("clip", "ig")
+
+
+def test_the_model_config_reaches_the_extraction_settings():
+    base = {"batch_size": 4, "attention_layers": "all", "embedding_layers": [], "num_workers": 0, "device": "cpu",
+            "precision": "fp32"}
+    chosen = extraction_settings(base | {"map_methods": ["ig"], "ig": {"steps": 8, "baseline": "black"}})
+    assert (chosen.map_methods, chosen.ig_steps, chosen.ig_baseline) == (["ig"], 8, "black")
+    default = extraction_settings(base | {"map_methods": None, "ig": {}})
+    assert (default.map_methods, default.ig_steps, default.ig_baseline) == (None, 32, "mean")
 
 
 def test_the_gradient_methods_flow_from_extraction_to_the_alignment_table(tiny, tmp_path):
