@@ -133,7 +133,7 @@ def _riemann(adapter, pixels, baselines, target, steps):
     return gradient.reshape(steps, *pixels.shape).mean(dim=0) * (pixels - baselines)
 
 
-@pytest.mark.parametrize("family, steps", [("dinov2", 128), ("resnet", 64)])
+@pytest.mark.parametrize("family, steps", [("dinov2", 128), ("resnet", 32)])
 def test_integrated_gradients_match_a_riemann_sum_and_completeness(tiny, family, steps):
     adapter = tiny[family]
     pixels = _pixels(adapter, n=1, seed=3)
