@@ -52,8 +52,8 @@ def traits_of(model):
 
 
 def map_methods_of(model):
-    """The names of the map methods extraction stores for the model's family."""
-    return [method.name for method in methods_for(MODELS[model]["family"])]
+    """The names of the map methods extraction stores for the model (its family, its map_methods)."""
+    return [method.name for method in methods_for(MODELS[model]["family"], MODELS[model]["map_methods"])]
 
 
 def _check_model_references():
@@ -253,7 +253,8 @@ def model_identity(wildcards):
 
 
 EXTRACTION_KEYS = ("image_size", "batch_size", "num_workers", "device", "precision",
-                   "attention_layers", "embedding_layers", "rollout", "gradcam_target_class")
+                   "attention_layers", "embedding_layers", "rollout", "gradcam_target_class",
+                   "map_methods", "ig")
 
 
 def extraction_params(wildcards):

@@ -486,7 +486,7 @@ def test_method_readers_label_every_variant():
         single = read_method(name, store, np.array([0, 2]))
         np.testing.assert_array_equal(single.maps[:, 0], store[name][[0, 2]])
         assert single.layer.tolist() == [-1] and single.head.tolist() == [""]
-    assert METHOD_NAMES == ("cls", "rollout", "mean", "map_probe", "gradcam")
+    assert METHOD_NAMES == ("cls", "rollout", "mean", "map_probe", "gradcam", "chefer", "ig")
     with pytest.raises(ValueError, match="unknown attention method"):
         read_method("attention", store)
 

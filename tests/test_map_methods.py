@@ -32,8 +32,8 @@ def test_the_schema_names_the_registered_methods_and_families_once():
     assert SCHEMA["$defs"]["model"]["properties"]["family"]["enum"] == list(FAMILIES)
     # every other mention of a method name in the schema goes through the one $defs entry
     text = (REPO / "schemas" / "config.schema.yaml").read_text()
-    assert text.count("[cls, rollout, mean, map_probe, gradcam]") == 1
-    assert text.count('$ref: "#/$defs/map_method"') == 4
+    assert text.count("[cls, rollout, mean, map_probe, gradcam, chefer, ig]") == 1
+    assert text.count('$ref: "#/$defs/map_method"') == 5
 
 
 def test_which_maps_each_family_gets():

@@ -8,6 +8,8 @@ import yaml
 
 from conftest import snakemake
 
+from encoderlens.attention.methods import METHOD_NAMES
+
 pytestmark = pytest.mark.e2e
 
 
@@ -81,8 +83,7 @@ def test_alignment_scores_every_stored_map_of_every_annotated_image(demo_run):
         assert set(table["image_id"]) == annotated
         assert sorted(table["threshold"].unique()) == thresholds
         with h5py.File(folder / "attention.h5") as attention:
-            methods = {name for name in ("cls", "rollout", "mean", "map_probe", "gradcam")
-                       if name in attention}
+            methods = {name for name in METHOD_NAMES if name in attention}
             expected_maps = 0
             if "cls" in attention:
                 _, layers, heads, _, _ = attention["cls"].shape
@@ -91,7 +92,8 @@ def test_alignment_scores_every_stored_map_of_every_annotated_image(demo_run):
                 expected_maps += attention["mean"].shape[1]
             if "map_probe" in attention:
                 expected_maps += attention["map_probe"].shape[1] + 1
-            expected_maps += sum(name in attention for name in ("rollout", "gradcam"))
+            # one map per image for the whole-model methods (rollout and the gradient methods)
+            expected_maps += sum(name in attention for name in ("rollout", "gradcam", "chefer", "ig"))
         assert set(table["method"]) == methods
         assert len(table) == len(annotated) * expected_maps * len(thresholds)
         assert table["scorable"].all()

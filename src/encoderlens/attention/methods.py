@@ -16,6 +16,15 @@ more than a few lines) and its name in the config schema's `$defs/map_method`.
 | `mean`      | /mean      | (L_kept, gh, gw)      | float16 | attention, no CLS token     | per kept layer         |
 | `map_probe` | /map_probe | (H, gh, gw)           | float16 | attention-pooling head      | every head, their mean |
 | `gradcam`   | /gradcam   | (gh, gw)              | float32 | CNNs (no attention)         | one                    |
+| `gradcam`*  | /gradcam   | (gh, gw)              | float32 | ViTs (attention)            | one                    |
+| `chefer`*   | /chefer    | (gh, gw)              | float32 | attention, CLS token        | one                    |
+| `ig`*       | /ig        | (gh, gw)              | float32 | every family                | one                    |
+
+*: gradient methods, each a pass of its own with a backward pass (Integrated Gradients one per
+step), explaining each image's projection onto its own unperturbed embedding
+(`attention.targets.SelfSimilarity`). They are not `default`: extraction computes them only when the
+model's config lists them (`map_methods`, see `methods_for`). Chefer's relevance is read at the CLS
+row, so SigLIP (no CLS) has none: its analogue is the MAP head's probe, already stored as `map_probe`.
 
 Reading: `store` is an open h5py.File or any mapping of dataset names to arrays, `rows` a slice or
 increasing indices of images; the result is `MethodMaps`, the maps on the patch grid (n_images, V, gh,
@@ -74,6 +83,7 @@ class MapMethod:
     dataset: ClassVar[str]               # the attention.h5 dataset it fills
     dtype: ClassVar[type] = np.float32   # on disk
     needs_attentions: ClassVar[bool] = False  # reads the shared forward pass's attentions
+    default: ClassVar[bool] = True       # computed unless the config chooses the methods
 
     def __init__(self, adapter: "FamilyAdapter", settings: Any, layers: list[int]):
         self.adapter = adapter
@@ -224,15 +234,86 @@ class GradCam(MapMethod):
                             self.logits_model)
 
 
+class GradCamViT(MapMethod):
+    """Grad-CAM (pytorch-grad-cam) on the last block's first norm of a ViT, patch tokens reshaped to
+    the grid, explaining the self-similarity: a pass of its own (see `attention.gradcam_vit`)."""
+
+    name = dataset = "gradcam"
+    default = False
+
+    @classmethod
+    def applies(cls, traits):
+        return traits.attention
+
+    def shape(self):
+        return self.grid
+
+    def compute(self, forward):
+        from encoderlens.attention.gradcam_vit import vit_gradcam_maps
+        return vit_gradcam_maps(self.adapter, forward.pixels)
+
+
+class Chefer(MapMethod):
+    """Chefer et al. 2021 gradient-weighted attention relevance read at the CLS row, explaining the
+    self-similarity: a pass of its own (see `attention.chefer`)."""
+
+    name = dataset = "chefer"
+    default = False
+
+    @classmethod
+    def applies(cls, traits):
+        return traits.attention and traits.has_cls
+
+    def shape(self):
+        return self.grid
+
+    def compute(self, forward):
+        from encoderlens.attention.chefer import chefer_maps
+        return chefer_maps(self.adapter, forward.pixels)
+
+
+class IntegratedGradients(MapMethod):
+    """Integrated Gradients (captum) of the self-similarity, |attribution| summed per patch: a pass of
+    its own per step (see `attention.integrated_gradients`)."""
+
+    name = dataset = "ig"
+    default = False
+
+    @classmethod
+    def applies(cls, traits):
+        return True
+
+    def shape(self):
+        return self.grid
+
+    def compute(self, forward):
+        from encoderlens.attention.integrated_gradients import ig_maps
+        return ig_maps(self.adapter, forward.pixels, self.settings.ig_steps, self.settings.ig_baseline)
+
+
 # registry order is the order of methods in every table and view
-METHODS: tuple[type[MapMethod], ...] = (ClsAttention, Rollout, MeanReceived, MapProbe, GradCam)
+METHODS: tuple[type[MapMethod], ...] = (ClsAttention, Rollout, MeanReceived, MapProbe, GradCam, GradCamViT,
+                                        Chefer, IntegratedGradients)
 METHOD_NAMES: tuple[str, ...] = tuple(dict.fromkeys(method.name for method in METHODS))
+ALL_METHODS = "all"
 
 
-def methods_for(family: str | FamilyTraits) -> list[type[MapMethod]]:
-    """The methods that apply to a family (a name or its traits), in registry order."""
+def methods_for(family: str | FamilyTraits, chosen: str | list[str] | None = None) -> list[type[MapMethod]]:
+    """The methods extraction computes for a family (a name or its traits), in registry order: of
+    those that apply to it, the `default` ones (chosen None), all of them (chosen "all"), or those
+    named in `chosen` (a list of method names)."""
     traits = family_traits(family) if isinstance(family, str) else family
-    return [method for method in METHODS if method.applies(traits)]
+    applying = [method for method in METHODS if method.applies(traits)]
+    if chosen is None:
+        return [method for method in applying if method.default]
+    if chosen == ALL_METHODS:
+        return applying
+    if isinstance(chosen, str):
+        raise ValueError(f"map methods: {chosen!r} is neither {ALL_METHODS!r} nor a list of method names")
+    unknown = sorted(set(chosen) - set(METHOD_NAMES))
+    if unknown:
+        raise ValueError(f"unknown map method(s) {unknown}; known: {', '.join(METHOD_NAMES)}")
+    return [method for method in applying if method.name in chosen]
 
 
 def method_class(name: str) -> type[MapMethod]:

@@ -35,6 +35,9 @@ def extraction_settings(settings: dict) -> ExtractionSettings:
         device=settings["device"],
         precision=settings["precision"],
         gradcam_target_class=settings.get("gradcam_target_class"),
+        map_methods=settings.get("map_methods"),
+        ig_steps=settings.get("ig", {}).get("steps", ExtractionSettings.ig_steps),
+        ig_baseline=settings.get("ig", {}).get("baseline", ExtractionSettings.ig_baseline),
     )
 
 

@@ -45,7 +45,10 @@ class ExtractionSettings:
     device: str = "auto"
     precision: str = "fp32"
     gradcam_target_class: int | None = None  # None: each image's own top class
-    # rollout_* and gradcam_* are read by those map methods
+    map_methods: str | list[str] | None = None  # None: each family's default methods; "all"; or names
+    ig_steps: int = 32
+    ig_baseline: str = "mean"
+    # rollout_*, gradcam_* and ig_* are read by those map methods
 
 
 def resolve_device(name: str) -> torch.device:
@@ -121,7 +124,8 @@ def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
         print(f"resuming after {batches_done} of {n_batches} finished batches", file=log)
     progress = tqdm(loader, total=n_batches, initial=batches_done, file=log, mininterval=5,
                     desc=f"{attributes.get('model', info.family)}", unit="batch")
-    methods = [method(adapter, settings, attention_layers) for method in methods_for(adapter.traits)]
+    methods = [method(adapter, settings, attention_layers)
+               for method in methods_for(adapter.traits, settings.map_methods)]
     for batch_index, pixels in enumerate(progress, start=batches_done):
         pixels = pixels.to(device)
         arrays, forward = _encode_batch(adapter, pixels, settings, embedding_layers,

@@ -133,10 +133,10 @@ class FamilyAdapter:
                hidden_states: bool = False) -> EncoderOutput:
         raise NotImplementedError
 
-    def encode_with_grad(self, pixel_values: torch.Tensor) -> EncoderOutput:
-        """`encode` without attentions and without its no_grad: the same forward pass as extraction,
-        for training through the embeddings."""
-        return type(self).encode.__wrapped__(self, pixel_values, attentions=False)
+    def encode_with_grad(self, pixel_values: torch.Tensor, attentions: bool = False) -> EncoderOutput:
+        """`encode` without its no_grad (and by default without attentions): the same forward pass as
+        extraction, for training through the embeddings and for gradient attributions."""
+        return type(self).encode.__wrapped__(self, pixel_values, attentions=attentions)
 
     def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, D) the pooled image embedding (`cls` of `encode`) with gradients: a classification
