@@ -388,14 +388,18 @@ def geo_depth_inputs(wildcards):
     return {"manifest": f"results/{wildcards.dataset}/manifest.parquet",
             "predictions": [f"{folder(e)}/knn_predictions.parquet" for e in entities],
             "embeddings": [f"{folder(e)}/embeddings.h5" for e in entities],
-            "attention": [f"{folder(e)}/attention_stats.parquet" for e in entities if e["attention"]]}
+            "attention": [f"{folder(e)}/attention_stats.parquet" for e in entities if e["attention"]],
+            # the probes run on the frozen embeddings: their held-out answers join the frozen entity
+            "probes": [f"results/{wildcards.dataset}/{e['model']}/probe_predictions.parquet"
+                       for e in entities if e["variant"] == "frozen"]}
 
 
 def geo_depth_params(wildcards):
     depth = GEO["depth"]
-    return depth | {"entities": [{"name": e["name"], "attention": e["attention"]}
+    return depth | {"entities": [{"name": e["name"], "attention": e["attention"],
+                                  "probes": e["variant"] == "frozen"}
                                  for e in _geo_entities(wildcards.dataset)],
-                    **PRIMARY_RETRIEVAL, "seed": GEO["seed"]}
+                    **PRIMARY_RETRIEVAL, "seed": GEO["seed"], "levels": GEO["levels"]}
 
 
 def _planted(dataset):
