@@ -422,13 +422,18 @@ def planted_params(wildcards):
     return {"models": DATASETS[wildcards.dataset]["models"], **PRIMARY_RETRIEVAL}
 
 
+def _depth_datasets():
+    """The street-view datasets the depth study runs on (geo.depth.enabled, at least one model)."""
+    return [dataset for dataset in GEO_DATASETS if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]]
+
+
 def geo_targets():
     targets = []
     for dataset in PLANTED_DATASETS:
         if DATASETS[dataset]["models"]:
             targets.append(f"results/{dataset}/geo/planted.parquet")
     for dataset in GEO_DATASETS:
-        if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]:
+        if dataset in _depth_datasets():
             targets += [f"results/{dataset}/geo/{name}.parquet" for name in GEO_DEPTH_TABLES]
         for model in DATASETS[dataset]["models"]:
             folder = f"results/{dataset}/{model}/frozen"
@@ -612,6 +617,8 @@ def dashboard_layout(wildcards):
         "annotated": annotated,
         "geo": {dataset: list(DATASETS[dataset]["models"]) for dataset in GEO_DATASETS},
         "captions": [dataset for dataset in CAPTION_DATASETS if _caption_distributions(dataset)],
+        # the failures page: the depth study's failures of the kNN it reads
+        "failures": {dataset: PRIMARY_RETRIEVAL for dataset in _depth_datasets()},
     }
 
 
@@ -638,6 +645,10 @@ def dashboard_inputs(wildcards):
                        for name in ("knn", "knn_predictions", "geometry", "geometry_bins", "gallery")]
             if CALIBRATED in variants:
                 inputs.append(f"results/{dataset}/{model}/calibration.parquet")
+            if dataset in _depth_datasets() and _has_cls_attention(model):
+                inputs.append(f"results/{dataset}/{model}/frozen/attention.h5")  # the failures' maps
+        if dataset in _depth_datasets():
+            inputs += [f"results/{dataset}/geo/failures.parquet", f"results/{dataset}/manifest.parquet"]
     inputs += [path for path in map(_caption_distributions, CAPTION_DATASETS) if path]
     for dataset in CAPTION_DATASETS:
         if _caption_distributions(dataset):

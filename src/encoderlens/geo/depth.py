@@ -104,6 +104,35 @@ def worst_probe_errors(answers: pd.DataFrame, manifest: pd.DataFrame, labels: pd
     return worst.reset_index(drop=True)
 
 
+def shown_failures(failures: pd.DataFrame, features: str | None = None, method: str = "top1",
+                   levels: Sequence[str] | None = None, max_rank: int | None = None) -> pd.DataFrame:
+    """The failures a reader is shown (summary, dashboard): the kNN rows of (features, method) and the
+    probe rows of the same features at `levels` (None: every level), rank <= max_rank (None: all);
+    features None, or not listed, falls back to the first listed. Adds `true` and `predicted`: the
+    country for a kNN query, the class for a probe error."""
+    failures = failures.copy()
+    for column, default in (("kind", "knn"), ("level", None), ("true_label", None), ("pred_label", None),
+                            ("confidence", np.nan), ("neighbours", ""), ("true_country", None)):
+        if column not in failures.columns:
+            failures[column] = default
+    knn = failures[(failures["kind"] == "knn") & (failures["method"] == method)]
+    if len(knn) and features not in set(knn["features"]):
+        features = knn["features"].iloc[0]
+    knn = knn[knn["features"] == features]
+    probe = failures[failures["kind"] == "probe"]
+    if levels is not None:
+        probe = probe[probe["level"].isin(list(levels))]
+    if len(probe):
+        probe = probe[probe["features"] == (features if features in set(probe["features"]) else probe["features"].iloc[0])]
+    shown = pd.concat([frame for frame in (knn, probe) if len(frame)] or [knn], ignore_index=True)
+    if max_rank is not None:
+        shown = shown[shown["rank"] <= max_rank]
+    is_probe = shown["kind"] == "probe"
+    shown["true"] = shown["true_label"].where(is_probe, shown["true_country"])
+    shown["predicted"] = shown["pred_label"].where(is_probe, shown["pred_country"])
+    return shown.reset_index(drop=True)
+
+
 def gallery_neighbours(image_ids: Sequence[str], ids: Sequence[str], matrix: np.ndarray,
                        gallery: Sequence[str], k: int = 3) -> list[list[str]]:
     """The k most cosine-similar gallery images of each image (by `matrix`, rows in the order of

@@ -178,18 +178,23 @@ def plot_cka(cka: pd.DataFrame) -> Plot:
     return Plot(figure, drawn, caption)
 
 
+def failure_attention(store: h5py.File, row: int) -> np.ndarray | None:
+    """The map a failure is shown with (gallery figure, dashboard): the heads mean of the deepest
+    stored CLS layer of attention.h5 row `row`, else the rollout; None when the file holds neither."""
+    if "cls" in store:
+        return store["cls"][row, -1].astype(np.float64).mean(axis=0)
+    if "rollout" in store:
+        return store["rollout"][row].astype(np.float64)
+    return None
+
+
 def _read_map(path: str, image_id: str) -> np.ndarray | None:
-    """Heads-mean CLS attention of the deepest stored layer, or the rollout, or None."""
+    """`failure_attention` of one image of an attention file, or None."""
     with h5py.File(path, "r") as store:
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in store["ids"][()]]
         if image_id not in ids:
             return None
-        row = ids.index(image_id)
-        if "cls" in store:
-            return store["cls"][row, -1].astype(np.float64).mean(axis=0)
-        if "rollout" in store:
-            return store["rollout"][row].astype(np.float64)
-    return None
+        return failure_attention(store, ids.index(image_id))
 
 
 def failure_rows(failures: pd.DataFrame, features: str, method: str, n_show: int,

@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..geo.depth import shown_failures
 from .figures_alignment import leaderboard_table
 
 IDENTITY = ["dataset", "model", "variant"]
@@ -368,23 +369,7 @@ SUMMARY_FAILURES = 3
 def failure_table(path: str, dataset: str) -> Table:
     """The worst kNN queries (top-1 method, the first features listed) and the most confident wrong
     country-probe answers (same features where probed) of each model, SUMMARY_FAILURES of each."""
-    failures = pd.read_parquet(path)
-    if "kind" not in failures.columns:
-        failures["kind"] = "knn"
-    knn = failures[(failures["kind"] == "knn") & (failures["method"] == "top1")]
-    knn = knn[knn["features"] == knn["features"].iloc[0]] if len(knn) else knn
-    probe = failures[(failures["kind"] == "probe") & (failures.get("level", pd.Series(dtype=object)) == "country")]
-    if len(probe):
-        wanted = knn["features"].iloc[0] if len(knn) and knn["features"].iloc[0] in set(probe["features"]) \
-            else probe["features"].iloc[0]
-        probe = probe[probe["features"] == wanted]
-    shown = pd.concat([knn, probe], ignore_index=True)
-    shown = shown[shown["rank"] <= SUMMARY_FAILURES].copy()
-    for column in ("level", "true_label", "pred_label", "confidence", "neighbours"):
-        if column not in shown.columns:
-            shown[column] = np.nan
-    shown["true"] = shown["true_label"].where(shown["kind"] == "probe", shown.get("true_country"))
-    shown["predicted"] = shown["pred_label"].where(shown["kind"] == "probe", shown["pred_country"])
+    shown = shown_failures(pd.read_parquet(path), None, "top1", ["country"], SUMMARY_FAILURES)
     return Table(
         "Worst failures per model",
         tidy(shown, dataset, source=path),
