@@ -340,8 +340,10 @@ def test_failures_page_lists_the_depth_studys_failures_with_maps_and_neighbours(
     assert rows["predicted"].tolist() == ["JP", "BR", "ZA", "US", "DE", "Bayern_DE"]
     assert rows["confidence"].iloc[4] == 0.934 and rows["geoscore"].iloc[0] == 7.7
     assert set(failures["images"]) == {"q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7"}
-    for shown in failures["images"].values():
+    for image_id, shown in failures["images"].items():
         assert (out / shown["image"]).stat().st_size > 0 and (out / shown["thumb"]).stat().st_size > 0
+        # a display copy for the failures themselves; an image only shown as a neighbour: its thumbnail
+        assert (shown["image"] == shown["thumb"]) == (image_id not in set(rows["image_id"]))
     # maps: street_a frozen only (street_b has no attention file, distcal none of its own)
     assert set(failures["maps"]) == {"street_a|q0", "street_a|q1", "street_a|q2", "street_a|q3"}
     with h5py.File(results / "streets" / "street_a" / "frozen" / "attention.h5", "r") as store:

@@ -210,13 +210,19 @@ def _geo_failures(name: str, results: Path, site: Path, settings: dict, spec: di
     rows["level"] = rows["level"].fillna("").astype(str)
     paths = read_table(results / name / "manifest.parquet", "manifest")
     paths = paths.assign(image_id=paths["image_id"].astype(str)).set_index("image_id")["path"].astype(str)
+    failed = set(rows["image_id"].astype(str))
     wanted = list(dict.fromkeys([*rows["image_id"].astype(str),
                                  *(n for listed in rows["neighbours"] for n in listed.split())]))
     images = {}
     for k, image_id in enumerate(i for i in wanted if i in paths.index):
-        display = site / "img" / name / "failures" / f"{k:04d}.jpg"
         thumb = site / "img" / name / "failures" / f"{k:04d}_thumb.jpg"
-        width, height = _write_images(Path(paths[image_id]), display, thumb, settings)
+        if image_id in failed:
+            display = site / "img" / name / "failures" / f"{k:04d}.jpg"
+            width, height = _write_images(Path(paths[image_id]), display, thumb, settings)
+        else:  # only shown as a neighbour: the thumbnail is all the page draws
+            display = thumb
+            width, height = _write_images(Path(paths[image_id]), thumb, thumb,
+                                          {**settings, "display_size": settings["thumbnail_size"]})
         images[image_id] = {"image": display.relative_to(site).as_posix(),
                             "thumb": thumb.relative_to(site).as_posix(), "width": width, "height": height}
     maps, keys = [], []

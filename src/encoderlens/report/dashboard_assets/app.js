@@ -1083,7 +1083,7 @@ const encoderlens = (() => {
     ids.forEach((id, k) => {
       const shown = failures.images[id];
       neighbours.append(element("figure", { "data-id": id }, [
-        shown ? element("img", { src: shown.image, alt: id }) : element("span", { text: "(no copy)" }),
+        shown ? element("img", { src: shown.thumb, alt: id }) : element("span", { text: "(no copy)" }),
         element("figcaption", { text: `neighbour ${k + 1}: ${id}` })]));
     });
     panel.append(element("h4", { text: ids.length ? "Nearest gallery images" : "No neighbours listed" }), neighbours);
