@@ -1023,8 +1023,9 @@ const encoderlens = (() => {
     const listed = rows.filter((r) => entityOf(r) === failureView.model &&
                                       (failureView.kind === "all" || r.kind === failureView.kind));
     const table = element("table", { class: "failures" });
-    table.append(element("tr", {}, ["", "failure", "image", "true", "predicted", "error (km)", "GeoScore",
-                                    "confidence", "neighbours"].map((c) => element("th", { text: c }))));
+    const textual = ["", "failure", "image", "true", "predicted"];
+    table.append(element("tr", {}, [...textual, "error (km)", "GeoScore", "confidence", "neighbours"]
+      .map((c) => element("th", { text: c, class: textual.includes(c) ? "text" : "" }))));
     const d = failureView.dataset;
     for (const r of listed) {
       const image = failures.images[r.image_id];
@@ -1050,7 +1051,12 @@ const encoderlens = (() => {
         "held-out images the linear probe classified wrongly with the highest confidence (the predicted " +
         "class's probability; km to the spherical mean of the predicted class's images). Neighbours: the " +
         "nearest gallery images by the same embedding. From results/<dataset>/geo/failures.parquet." }));
-    Promise.all(pending).then(() => { page.dataset.ready = "1"; state.renders += 1; },
+    Promise.all(pending).then(() => {
+      // an opened failure is drawn above the list: bring it into view (the link was clicked further down)
+      if (opened && location.hash.startsWith("#failures/")) $("#page-failures .panel.failure").scrollIntoView({ block: "start" });
+      page.dataset.ready = "1";
+      state.renders += 1;
+    },
                               (error) => showError(error.message));
   }
 
