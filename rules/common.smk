@@ -438,14 +438,18 @@ def geo_depth_inputs(wildcards):
     return {"manifest": f"results/{wildcards.dataset}/manifest.parquet",
             "predictions": [f"{folder(e)}/knn_predictions.parquet" for e in entities],
             "embeddings": [f"{folder(e)}/embeddings.h5" for e in entities],
-            "attention": [f"{folder(e)}/attention_stats.parquet" for e in entities if e["attention"]]}
+            "attention": [f"{folder(e)}/attention_stats.parquet" for e in entities if e["attention"]],
+            # the probes run on the frozen embeddings: their held-out answers join the frozen entity
+            "probes": [f"results/{wildcards.dataset}/{e['model']}/probe_predictions.parquet"
+                       for e in entities if e["variant"] == "frozen"]}
 
 
 def geo_depth_params(wildcards):
     depth = GEO["depth"]
-    return depth | {"entities": [{"name": e["name"], "attention": e["attention"]}
+    return depth | {"entities": [{"name": e["name"], "attention": e["attention"],
+                                  "probes": e["variant"] == "frozen"}
                                  for e in _geo_entities(wildcards.dataset)],
-                    **PRIMARY_RETRIEVAL, "seed": GEO["seed"]}
+                    **PRIMARY_RETRIEVAL, "seed": GEO["seed"], "levels": GEO["levels"]}
 
 
 def _planted(dataset):
@@ -468,13 +472,18 @@ def planted_params(wildcards):
     return {"models": DATASETS[wildcards.dataset]["models"], **PRIMARY_RETRIEVAL}
 
 
+def _depth_datasets():
+    """The street-view datasets the depth study runs on (geo.depth.enabled, at least one model)."""
+    return [dataset for dataset in GEO_DATASETS if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]]
+
+
 def geo_targets():
     targets = []
     for dataset in PLANTED_DATASETS:
         if DATASETS[dataset]["models"]:
             targets.append(f"results/{dataset}/geo/planted.parquet")
     for dataset in GEO_DATASETS:
-        if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]:
+        if dataset in _depth_datasets():
             targets += [f"results/{dataset}/geo/{name}.parquet" for name in GEO_DEPTH_TABLES]
         for model in DATASETS[dataset]["models"]:
             folder = f"results/{dataset}/{model}/frozen"
@@ -658,6 +667,8 @@ def dashboard_layout(wildcards):
         "annotated": annotated,
         "geo": {dataset: list(DATASETS[dataset]["models"]) for dataset in GEO_DATASETS},
         "captions": [dataset for dataset in CAPTION_DATASETS if _caption_distributions(dataset)],
+        # the failures page: the depth study's failures of the kNN it reads
+        "failures": {dataset: PRIMARY_RETRIEVAL for dataset in _depth_datasets()},
     }
 
 
@@ -684,6 +695,10 @@ def dashboard_inputs(wildcards):
                        for name in ("knn", "knn_predictions", "geometry", "geometry_bins", "gallery")]
             if CALIBRATED in variants:
                 inputs.append(f"results/{dataset}/{model}/calibration.parquet")
+            if dataset in _depth_datasets() and _has_cls_attention(model):
+                inputs.append(f"results/{dataset}/{model}/frozen/attention.h5")  # the failures' maps
+        if dataset in _depth_datasets():
+            inputs += [f"results/{dataset}/geo/failures.parquet", f"results/{dataset}/manifest.parquet"]
     inputs += [path for path in map(_caption_distributions, CAPTION_DATASETS) if path]
     for dataset in CAPTION_DATASETS:
         if _caption_distributions(dataset):

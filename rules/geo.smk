@@ -3,7 +3,9 @@ rule probes:
         embeddings="results/{dataset}/{model}/frozen/embeddings.h5",
         manifest="results/{dataset}/manifest.parquet",
     output:
-        "results/{dataset}/{model}/probes.parquet",
+        table="results/{dataset}/{model}/probes.parquet",
+        # the held-out images' answers (true, predicted class, confidence) per level and features
+        predictions="results/{dataset}/{model}/probe_predictions.parquet",
     params:
         probes=probe_params,
     log:

@@ -188,7 +188,7 @@ STUDY_TABLES = {
     "finetune": ("finetune",),
     "style_probe": ("style_probe",),
     "geo": ("probes", "knn"),
-    "geo_depth": ("geo_model_pairs", "regional_continents"),
+    "geo_depth": ("geo_model_pairs", "regional_continents", "geo_failures"),
     "planted": ("planted",),
     "calibration": ("calibration",),
     "captions": ("caption_accuracy", "caption_unknown", "caption_diversity"),
@@ -199,7 +199,7 @@ TABLE_SUBCATEGORY = {  # a table sits next to the figure that draws it in the re
     "style_probe": "Style probe", "probes": "Probe accuracy", "knn": "GeoScore distribution",
     "calibration": "Distance calibration", "caption_accuracy": "Caption accuracy",
     "geo_model_pairs": "Representation similarity (CKA)", "regional_continents": "Regional bias: continents",
-    "planted": "Regional bias: world",
+    "planted": "Regional bias: world", "geo_failures": "Failure gallery",
     "caption_unknown": "Caption continents", "caption_diversity": "Caption diversity",
 }
 
@@ -250,7 +250,8 @@ def geo_table_inputs(wildcards):
 
 def geo_depth_table_inputs(wildcards):
     folder = f"results/{wildcards.dataset}/geo"
-    return {"model_comparisons": f"{folder}/model_comparisons.parquet", "regional": f"{folder}/regional.parquet"}
+    return {"model_comparisons": f"{folder}/model_comparisons.parquet", "regional": f"{folder}/regional.parquet",
+            "failures": f"{folder}/failures.parquet"}
 
 
 def planted_table_inputs(wildcards):

@@ -183,6 +183,7 @@ def write_geo_and_captions(results: Path, seed: int = 0) -> dict:
             write_table(pd.DataFrame({"metric": ["geoscore", "median_km"], "frozen": [2100.5, 812.0],
                                       "calibrated": [2400.0, 600.0], "change": [299.5, -212.0], "collapse": False}),
                         folder / "calibration.parquet")
+    write_failures(results, rng)
     captions = results / "caps" / "captions"
     captions.mkdir(parents=True, exist_ok=True)
     write_table(pd.DataFrame({"entity": ["all"] * 4, "level": ["country"] * 4,
@@ -194,4 +195,46 @@ def write_geo_and_captions(results: Path, seed: int = 0) -> dict:
                               "n_unknown": [2, 1, 1]}), captions / "evaluation.parquet")
     write_table(pd.DataFrame({"entity": ["all", "church"], "country": ["", ""], "n": [10, 4],
                               "vendi_image": [3.5, 2.0], "vendi_caption": [4.0, 1.5]}), captions / "diversity.parquet")
-    return {"geo": {"streets": ["street_a", "street_b"]}, "captions": ["caps"]}
+    return {"geo": {"streets": ["street_a", "street_b"]}, "captions": ["caps"],
+            "failures": {"streets": {"features": "cls", "method": "top1"}}}
+
+
+FAILURE_IDS = [f"q{i}" for i in range(8)]
+
+
+def write_failures(results: Path, rng) -> None:
+    """The depth study's failures.parquet of the street models (geo.depth.worst_queries and
+    worst_probe_errors columns), their manifest and street_a's attention.h5 (street_b has none)."""
+    images = results.parent / "street_images"
+    images.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, image_id in enumerate(FAILURE_IDS):
+        pixels = np.zeros((48, 64, 3), dtype=np.uint8)
+        pixels[..., k % 3] = 60 + 20 * k
+        Image.fromarray(pixels).save(images / f"{image_id}.jpg")
+        paths.append(str(images / f"{image_id}.jpg"))
+    write_table(pd.DataFrame({"image_id": FAILURE_IDS, "path": paths}), results / "streets" / "manifest.parquet")
+    with h5py.File(results / "streets" / "street_a" / "frozen" / "attention.h5", "w") as store:
+        store["ids"] = np.array(FAILURE_IDS, dtype="S")
+        store["cls"] = rng.gamma(0.5, size=(len(FAILURE_IDS), 2, 3, 4, 4)).astype(np.float16)
+    knn = dict(kind="knn", method="top1", level=None, true_label=None, pred_label=None, confidence=np.nan)
+    probe = dict(kind="probe", method="probe", geoscore=np.nan)
+    rows = [
+        dict(knn, model="street_a", variant="frozen", features="cls", rank=1, image_id="q0", true_country="FR",
+             pred_country="JP", distance_km=9712.4, geoscore=7.7, neighbours="q4 q5 q6"),
+        dict(knn, model="street_a", variant="frozen", features="cls", rank=2, image_id="q1", true_country="NA",
+             pred_country="BR", distance_km=6400.0, geoscore=69.4, neighbours="q5 q6 q7"),
+        dict(knn, model="street_a", variant="frozen", features="mean", rank=1, image_id="q7", true_country="NA",
+             pred_country="BR", distance_km=6400.0, geoscore=69.4, neighbours="q5 q6 q0"),  # not the page's features
+        dict(knn, model="street_a", variant="distcal", features="cls", rank=1, image_id="q3", true_country="DE",
+             pred_country="ZA", distance_km=8800.0, geoscore=13.4, neighbours="q2 q4 q5"),
+        dict(knn, model="street_b", variant="frozen", features="cls", rank=1, image_id="q1", true_country="NA",
+             pred_country="US", distance_km=12000.0, geoscore=1.6, neighbours="q0 q4 q6"),
+        dict(probe, model="street_a", variant="frozen", features="cls", level="country", rank=1, image_id="q2",
+             true_label="FR", pred_label="DE", true_country="FR", pred_country="DE", confidence=0.934,
+             distance_km=880.2, neighbours="q3 q4 q7"),
+        dict(probe, model="street_a", variant="frozen", features="cls", level="region", rank=1, image_id="q3",
+             true_label="Hessen_DE", pred_label="Bayern_DE", true_country="DE", pred_country="DE", confidence=0.71,
+             distance_km=300.5, neighbours="q2 q4 q5"),
+    ]
+    write_table(pd.DataFrame(rows), results / "streets" / "geo" / "failures.parquet")

@@ -322,3 +322,35 @@ def test_geo_charts_carry_the_tables_numbers_and_keep_internals_aside(tmp_path):
     (captions,) = index["captions"]
     assert _rows(captions["evaluation"])["subset"].tolist() == ["", "cities", "rural"]
     assert _rows(captions["diversity"])["vendi_caption"].tolist() == [4.0, 1.5]
+
+
+def test_failures_page_lists_the_depth_studys_failures_with_maps_and_neighbours(tmp_path):
+    """The failures of the page's kNN features (and every probe level), each image and neighbour copied,
+    each frozen CLS model's failure map the heads mean of its deepest layer, within 8-bit quantisation."""
+    from dashboard_support import write_geo_and_captions
+
+    results = tmp_path / "results"
+    layout = write_geo_and_captions(results)
+    out = build_dashboard(layout, tmp_path / "dashboard", SETTINGS, results=results)
+    (index,) = registered(out / "data" / "index.js")
+    failures = index["geo"][0]["failures"]
+    rows = _rows(failures["table"])
+    assert rows["image_id"].tolist() == ["q0", "q1", "q3", "q1", "q2", "q3"]  # the "mean" kNN row is left out
+    assert rows["kind"].tolist() == ["knn"] * 4 + ["probe"] * 2
+    assert rows["predicted"].tolist() == ["JP", "BR", "ZA", "US", "DE", "Bayern_DE"]
+    assert rows["confidence"].iloc[4] == 0.934 and rows["geoscore"].iloc[0] == 7.7
+    assert set(failures["images"]) == {"q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7"}
+    for image_id, shown in failures["images"].items():
+        assert (out / shown["image"]).stat().st_size > 0 and (out / shown["thumb"]).stat().st_size > 0
+        # a display copy for the failures themselves; an image only shown as a neighbour: its thumbnail
+        assert (shown["image"] == shown["thumb"]) == (image_id not in set(rows["image_id"]))
+    # maps: street_a frozen only (street_b has no attention file, distcal none of its own)
+    assert set(failures["maps"]) == {"street_a|q0", "street_a|q1", "street_a|q2", "street_a|q3"}
+    with h5py.File(results / "streets" / "street_a" / "frozen" / "attention.h5", "r") as store:
+        cls = store["cls"][()].astype(np.float64)
+    for key, payload in failures["maps"].items():
+        expected = cls[int(key.split("|q")[1]), -1].mean(axis=0)
+        codes = np.frombuffer(b85_decode(payload["map"], 16), dtype=np.uint8).reshape(payload["grid"])
+        lo, hi = payload["range"]
+        assert (lo, hi) == pytest.approx((expected.min(), expected.max()), rel=1e-6)
+        np.testing.assert_allclose(lo + codes * (hi - lo) / 255, expected, atol=(hi - lo) / 510 + 1e-9)

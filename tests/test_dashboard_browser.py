@@ -273,3 +273,37 @@ def test_geo_and_caption_charts_without_overflow_or_internals(study, page, tmp_p
     assert captions.locator("svg.chart rect.column").count() == 3 + 4  # accuracy per subset; Vendi 2 x 2
     assert "Unknown (no place found or resolved): 2 (0.200)" in page.inner_text("#page-captions")
     _no_overflow(page)
+
+
+def test_failures_view_lists_failures_and_opens_one_with_its_map_and_neighbours(study, page, tmp_path):
+    _, site = study
+    page.goto(f"file://{site}/index.html#failures")
+    page.wait_for_function("() => document.querySelector('#page-failures')?.dataset.ready === '1'")
+    rows = page.locator("#page-failures table.failures tr[data-index]")
+    # street_a (frozen, the first model): its two kNN queries and two probe errors
+    assert rows.count() == 4
+    assert [rows.nth(k).get_attribute("data-kind") for k in range(4)] == ["knn", "knn", "probe", "probe"]
+    assert "0.934" in rows.nth(2).inner_text() and "9712" in rows.nth(0).inner_text()
+    renders = page.evaluate("() => encoderlens.state.renders")
+    rows.nth(0).locator("a.open").click()
+    page.wait_for_function(f"() => encoderlens.state.renders > {renders} && "
+                           "document.querySelector('#page-failures').dataset.ready === '1'")
+    assert page.url.endswith("#failures/0/0")
+    panel = page.locator("#page-failures .panel.failure")
+    assert "kNN query #1" in panel.locator("h3").inner_text()
+    assert panel.locator("td.true").inner_text() == "FR" and panel.locator("td.predicted").inner_text() == "JP"
+    assert panel.locator("canvas.overlay").get_attribute("data-map") == "1"  # the attention map drawn over it
+    assert [panel.locator(".neighbours figure").nth(k).get_attribute("data-id") for k in range(3)] == ["q4", "q5", "q6"]
+    assert all(page.evaluate(f"() => document.querySelectorAll('.neighbours img')[{k}].naturalWidth") > 0
+               for k in range(3))
+    _no_overflow(page)
+    page.screenshot(path=str(tmp_path / "failures.png"), full_page=True)
+    # a tuned variant's failure opens without a map; a probe error shows its confidence
+    page.goto(f"file://{site}/index.html#failures/0/2")
+    page.wait_for_function("() => document.querySelector('#page-failures .panel.failure h3')?.textContent.includes('distcal')"
+                           " && document.querySelector('#page-failures').dataset.ready === '1'")
+    assert page.locator("#page-failures canvas.overlay").get_attribute("data-map") == "0"
+    page.goto(f"file://{site}/index.html#failures/0/4")
+    page.wait_for_function("() => document.querySelector('#page-failures').dataset.ready === '1' && "
+                           "document.querySelector('#page-failures .panel.failure h3')?.textContent.includes('probe')")
+    assert page.locator("#page-failures td.confidence").inner_text() == "0.934"

@@ -66,3 +66,44 @@ def test_failure_gallery_shows_each_models_worst_queries(tmp_path):
     assert len(axes[0].get_images()) == 2  # the photo and its attention overlay
     assert len(axes[1].get_images()) == 1  # the neighbour
     assert axes[0].get_title().startswith("#1 FR -> JP")
+
+
+def test_cka_heatmap_draws_a_layer_by_layer_panel_per_model_pair():
+    layers = [("layers/0", "layers/0", 0.9), ("layers/0", "layers/2", 0.3), ("layers/3", "layers/0", 0.5),
+              ("layers/3", "layers/2", 0.8), ("layers/3", "cls", 0.1)]
+    cka = pd.DataFrame({"model_a": "a", "model_b": "b", "features_a": [a for a, _, _ in layers],
+                        "features_b": [b for _, b, _ in layers], "n_images": 40, "cka": [v for _, _, v in layers]})
+    cka = pd.concat([cka, pd.DataFrame({"model_a": ["a"], "model_b": ["b"], "features_a": ["cls"],
+                                        "features_b": ["cls"], "n_images": [40], "cka": [0.7]})])
+    plot = plot_cka(cka)
+    shown = [ax for ax in plot.figure.axes if ax.get_visible() and ax.get_images()]
+    assert len(shown) == 2
+    assert np.allclose(shown[0].get_images()[0].get_array(), [[1, 0.7], [0.7, 1]])
+    # a's layers 0, 3 down, b's layers 0, 2 across; mixed layer/cls pairs are not drawn
+    assert np.allclose(shown[1].get_images()[0].get_array(), [[0.9, 0.3], [0.5, 0.8]])
+    assert [t.get_text() for t in shown[1].get_yticklabels()] == ["0", "3"]
+    assert shown[1].get_xlabel() == "b layer" and len(plot.data) == 5
+    assert "every stored layer" in plot.caption
+
+
+def test_failure_gallery_adds_each_models_most_confident_probe_errors(tmp_path):
+    ids = [f"q{i}" for i in range(4)]
+    for k, i in enumerate(ids):
+        Image.new("RGB", (32, 24), (60 * k, 40, 90)).save(tmp_path / f"{i}.jpg")
+    manifest = pd.DataFrame({"image_id": ids, "path": [f"{i}.jpg" for i in ids]})
+    knn = pd.DataFrame({"kind": "knn", "image_id": ["q0"], "neighbour_id": ["q3"], "neighbours": ["q3 q2"],
+                        "features": "cls", "method": "top1", "rank": [1], "true_country": "FR",
+                        "pred_country": "JP", "distance_km": 9000.0, "geoscore": 10.0, "model": "a",
+                        "variant": "frozen"})
+    probe = pd.DataFrame({"kind": "probe", "image_id": ["q1", "q2", "q1"], "neighbours": ["q2 q3", "q0", "q0"],
+                          "features": "cls", "method": "probe", "level": ["country", "country", "region"],
+                          "rank": [1, 2, 1], "true_label": "FR", "pred_label": ["DE", "JP", "X_DE"],
+                          "confidence": [0.93, 0.8, 0.7], "distance_km": 880.0, "geoscore": np.nan,
+                          "model": "a", "variant": "frozen"})
+    plot = plot_failure_gallery(pd.concat([knn, probe]), manifest, {}, "cls", "top1", n_show=2, root=tmp_path)
+    assert plot.data["image_id"].tolist() == ["q0", "q1", "q2"]  # country-level probe errors only
+    axes = np.array(plot.figure.axes).reshape(2, 4)
+    assert axes[1, 0].get_title() == "#1 FR -> DE\np = 0.93, 880 km"
+    assert axes[1, 0].get_ylabel() == "a\nprobe errors"
+    assert len(axes[1, 1].get_images()) == 1  # its nearest gallery image (first of its neighbours)
+    assert "probe got wrong with the highest confidence" in plot.caption

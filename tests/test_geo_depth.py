@@ -123,3 +123,98 @@ def test_depth_study_on_a_dataset_with_no_scored_query():
                                           "embeddings": (["i0"], {"cls": np.ones((1, 4))})}}, settings)
     assert all(table.empty for table in tables.values())
     assert {"group", "centroid_latitude", "model"} <= set(tables["regional"].columns)
+
+
+def _probe_answers(manifest, seed=5):
+    """Held-out answers of a country probe and a region probe (keys "<city>_<country>")."""
+    rng = np.random.default_rng(seed)
+    test = manifest.sample(frac=0.5, random_state=seed)
+    rows = []
+    for level, truth in (("country", test["country"]), ("region", test["city"] + "_" + test["country"])):
+        classes = np.unique(truth)
+        wrong = rng.random(len(test)) < 0.4
+        predicted = np.where(wrong, rng.choice(classes, len(test)), truth)
+        rows.append(pd.DataFrame({"image_id": test["image_id"].to_numpy(), "level": level, "features": "cls",
+                                  "true_label": truth.to_numpy(), "pred_label": predicted,
+                                  "confidence": rng.uniform(0.2, 1.0, len(test)),
+                                  "correct": predicted == truth.to_numpy()}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_worst_probe_errors_are_the_most_confident_wrong_answers():
+    from encoderlens.geo.depth import worst_probe_errors
+    from encoderlens.geo.distance import haversine_latlon
+
+    manifest = _manifest()
+    answers = _probe_answers(manifest)
+    labels = pd.DataFrame({"country": manifest["country"], "region": manifest["city"] + "_" + manifest["country"]})
+    worst = worst_probe_errors(answers, manifest, labels, n_worst=4)
+    assert set(worst["kind"]) == {"probe"} and len(worst) == 8
+    for level, block in worst.groupby("level"):
+        wrong = answers[(answers["level"] == level) & ~answers["correct"]]
+        assert block["image_id"].tolist() == wrong.nlargest(4, "confidence")["image_id"].tolist()
+        assert block["rank"].tolist() == [1, 2, 3, 4] and not (block["pred_label"] == block["true_label"]).any()
+    row = worst[worst["level"] == "region"].iloc[0]
+    assert row["pred_country"] == row["pred_label"].rsplit("_", 1)[1]
+    members = manifest[labels["region"] == row["pred_label"]]
+    # the predicted class's centroid: the spherical mean of its images, and the error to it in km
+    centroid = group_centroids(members.assign(c="x"), "c").iloc[0]
+    assert (row["pred_latitude"], row["pred_longitude"]) == pytest.approx(
+        (centroid["centroid_latitude"], centroid["centroid_longitude"]))
+    truth = manifest.set_index("image_id").loc[row["image_id"]]
+    expected = haversine_latlon(np.array([[row["pred_latitude"], row["pred_longitude"]]]),
+                                np.array([[truth["latitude"], truth["longitude"]]]))[0]
+    assert row["distance_km"] == pytest.approx(expected) and np.isnan(row["geoscore"])
+
+
+def test_gallery_neighbours_by_cosine_without_the_image_itself():
+    from encoderlens.geo.depth import gallery_neighbours
+
+    rng = np.random.default_rng(7)
+    matrix = rng.normal(size=(30, 6))
+    ids = [f"i{k}" for k in range(30)]
+    gallery = ids[10:]
+    found = gallery_neighbours(["i0", "i15", "nowhere"], ids, matrix, gallery, k=3)
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    for image, got in zip(["i0", "i15"], found):
+        cosine = unit[10:] @ unit[ids.index(image)]
+        order = [gallery[j] for j in np.argsort(-cosine) if gallery[j] != image]
+        assert got == order[:3]
+    assert found[2] == []
+
+
+def test_probe_accuracy_per_region_joins_the_breakdowns():
+    from encoderlens.geo.depth import depth_study
+
+    manifest = _manifest(n=200)
+    answers = _probe_answers(manifest)
+    queries = manifest.iloc[:60]
+    rng = np.random.default_rng(8)
+    predictions = pd.DataFrame({"image_id": queries["image_id"], "features": "cls", "method": "top1",
+                                "geoscore": rng.uniform(0, 5000, 60), "distance_km": rng.uniform(0, 9000, 60),
+                                "pred_country": queries["country"].to_numpy(), "neighbour_id": "i100"})
+    labels = pd.DataFrame({"country": manifest["country"], "region": manifest["city"] + "_" + manifest["country"]})
+    ids = manifest["image_id"].tolist()
+    settings = dict(features="cls", method="top1", n_worst=3, attributes=["land_cover"], regions=["continent", "country"],
+                    min_images=2, bins=4, alpha=0.05, n_resamples=200, seed=0, n_neighbours=2)
+    tables = depth_study(manifest, {"m": {"predictions": predictions, "attention": None, "probe_predictions": answers,
+                                          "labels": labels, "retrieval": (ids, rng.normal(size=(200, 5))),
+                                          "embeddings": (ids, {"cls": rng.normal(size=(200, 4))})}}, settings)
+    failures = tables["failures"]
+    assert failures.groupby("kind").size().to_dict() == {"knn": 3, "probe": 6}
+    # neighbours come from the gallery (the images that are no kNN query), never the image itself
+    gallery = set(ids) - set(queries["image_id"])
+    for image, listed in zip(failures["image_id"], failures["neighbours"]):
+        assert len(listed.split()) == 2 and set(listed.split()) <= gallery - {image}
+    regional = tables["regional"]
+    for level in ("country", "region"):
+        own = answers[(answers["level"] == level)]
+        rows = regional[(regional["metric"] == f"probe_top1_{level}") & (regional["attribute"] == "continent")]
+        assert rows["n"].sum() == len(own) and rows["share"].sum() == pytest.approx(1.0)
+        assert (rows["mean"] * rows["n"]).sum() / rows["n"].sum() == pytest.approx(own["correct"].mean())
+        assert rows["ci_low"].le(rows["mean"]).all() and rows["p_kruskal"].notna().all()
+    france = answers[(answers["level"] == "country") & answers["image_id"].isin(
+        manifest.loc[manifest["country"] == "FR", "image_id"])]
+    row = regional[(regional["metric"] == "probe_top1_country") & (regional["group"] == "FR")].iloc[0]
+    assert row["mean"] == pytest.approx(france["correct"].mean()) and row["n"] == len(france)
+    assert "probe_top1_country" in set(tables["failure_attributes"]["metric"])

@@ -318,3 +318,41 @@ def test_run_probes_streams_above_stream_rows_with_the_same_results(tmp_path, on
     for column in ("top1", "top5", "macro_f1", "majority_top1", "n_train", "n_test", "n_iter", "probeable"):
         assert streamed[column].tolist() == pytest.approx(in_memory[column].tolist()), column
     assert streamed.set_index(["level", "features"]).loc[("country", "cls"), "top1"] > 0.9
+
+
+def test_per_image_predictions_agree_with_the_table(tmp_path, one_thread):
+    """ids given: every held-out sample's answer; mean(correct) per (level, features) is top1 exactly,
+    confidence is the predicted class's softmax probability (scikit-learn's predict_proba on the same
+    coefficients), full-batch and streamed alike; unprobeable levels have no rows."""
+    import h5py
+    from sklearn.linear_model import LogisticRegression
+
+    from encoderlens.probes.job import PREDICTION_COLUMNS
+
+    features, labels = geo_table(n=300)
+    ids = np.array([f"img{k:03d}" for k in range(len(labels))], dtype=object)
+    with h5py.File(tmp_path / "embeddings.h5", "w") as store:
+        store["cls"] = features["cls"]
+    with h5py.File(tmp_path / "embeddings.h5", "r") as store:
+        for stream_rows in (None, 100):
+            table, answers = run_probes({**features, "disk": store["cls"]}, labels,
+                                        levels=["country", "region", "continent"], seed=0, ids=ids,
+                                        stream_rows=stream_rows, chunk_rows=64, dtype="float64")
+            assert list(answers.columns) == PREDICTION_COLUMNS
+            assert set(answers["level"]) == {"country", "region"}  # continent: one class
+            for row in table[table["probeable"]].itertuples():
+                own = answers[(answers["level"] == row.level) & (answers["features"] == row.features)]
+                assert len(own) == row.n_test and own["image_id"].is_unique
+                assert own["correct"].mean() == row.top1  # exactly, not approximately
+                truth = labels.set_index(ids)[row.level].loc[own["image_id"]].to_numpy()
+                assert (own["true_label"].to_numpy() == truth).all()
+                assert ((own["pred_label"] == own["true_label"]) == own["correct"]).all()
+            assert answers["confidence"].between(1 / 18, 1).all()
+    # confidence recomputed from the split and a reference fit of the same objective
+    split = split_level(labels["country"], seed=0)
+    X_train, X_test = standardize(features["cls"][split.train], features["cls"][split.test], dtype=np.float64)
+    reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=5000).fit(X_train, split.labels[split.train])
+    own = answers[(answers["level"] == "country") & (answers["features"] == "cls")]
+    # run_probes stops at max|gradient| 1e-5, the reference at 1e-10: probabilities agree to ~1e-3
+    np.testing.assert_allclose(own["confidence"], reference.predict_proba(X_test).max(axis=1), atol=2e-3)
+    assert (own["pred_label"].to_numpy() == reference.predict(X_test)).mean() > 0.98

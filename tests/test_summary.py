@@ -192,9 +192,21 @@ def test_geo_depth_and_planted_tables_copy_the_study_values(tmp_path):
     planted = pd.DataFrame({"model": ["a"], "check": ["knn_above_shuffled_gallery"], "observed": [3000.0],
                             "reference": [600.0], "n": [48], "recovered": [True], "note": [""]})
     planted.to_parquet(tmp_path / "planted.parquet")
+    failures = pd.DataFrame({"kind": ["knn"] * 4 + ["probe"] * 5, "model": "a", "variant": "frozen",
+                             "features": ["cls"] * 3 + ["mean"] + ["cls"] * 4 + ["mean"],
+                             "method": ["top1"] * 4 + ["probe"] * 5,
+                             "level": [None] * 4 + ["country"] * 3 + ["region", "country"],
+                             "rank": [1, 2, 4, 1, 1, 2, 3, 1, 1], "image_id": [f"q{i}" for i in range(9)],
+                             "true_country": "FR", "pred_country": "JP", "true_label": [None] * 4 + ["FR"] * 5,
+                             "pred_label": [None] * 4 + ["DE", "JP", "ES", "X_DE", "IT"],
+                             "confidence": [np.nan] * 4 + [0.9, 0.8, 0.7, 0.6, 0.5],
+                             "distance_km": 800.0, "geoscore": [12.0, 15.0, 20.0, 30.0] + [np.nan] * 5,
+                             "neighbours": "q7 q8"})
+    failures.to_parquet(tmp_path / "failures.parquet")
     settings = {"dataset": "streets", "alpha": 0.05}
     depth = study_tables("geo_depth", {"model_comparisons": tmp_path / "model_comparisons.parquet",
-                                       "regional": tmp_path / "regional.parquet"}, settings)
+                                       "regional": tmp_path / "regional.parquet",
+                                       "failures": tmp_path / "failures.parquet"}, settings)
     assert set(depth) == set(STUDIES["geo_depth"].tables)
     copied = depth["geo_model_pairs"].frame
     assert copied["difference"].tolist() == pairs["difference"].tolist()
@@ -202,5 +214,10 @@ def test_geo_depth_and_planted_tables_copy_the_study_values(tmp_path):
     continents = depth["regional_continents"].frame
     assert continents["group"].tolist() == ["Europe"] and continents["mean"].tolist() == [1234.5]
     assert list(continents.columns[:3]) == ["dataset", "model", "variant"]
+    # the three worst kNN queries (first features, top-1) and most confident country-probe errors
+    shown = depth["geo_failures"].frame
+    assert shown["image_id"].tolist() == ["q0", "q1", "q4", "q5", "q6"]
+    assert shown["predicted"].tolist() == ["JP", "JP", "DE", "JP", "ES"]
+    assert shown["true"].tolist() == ["FR"] * 5 and shown["confidence"].iloc[2] == 0.9
     checks = study_tables("planted", {"planted": tmp_path / "planted.parquet"}, settings)["planted"].frame
     assert checks[["observed", "reference", "recovered"]].values.tolist() == [[3000.0, 600.0, True]]

@@ -61,3 +61,33 @@ def test_regions_models_and_cka(demo_run):
     assert row["cka"] == pytest.approx(linear_cka(a["cls"], b["cls"]))
     for name in ("regional_world", "regional_continents", "cka", "failure_gallery"):
         assert (demo_run / "results" / "figures" / "demo_streets" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_probe_answers_failures_and_regional_probe_accuracy(demo_run):
+    """Per-image probe answers agree exactly with probes.parquet; the most confident errors join the
+    failures, probe accuracy per continent joins regional.parquet, CKA compares every stored layer."""
+    failures = pd.read_parquet(demo_run / STREETS / "geo" / "failures.parquet")
+    regional = pd.read_parquet(demo_run / STREETS / "geo" / "regional.parquet")
+    for model in MODELS:
+        probes = pd.read_parquet(demo_run / STREETS / model / "probes.parquet")
+        answers = pd.read_parquet(demo_run / STREETS / model / "probe_predictions.parquet")
+        for row in probes[probes["probeable"]].itertuples():
+            own = answers[(answers["level"] == row.level) & (answers["features"] == row.features)]
+            assert len(own) == row.n_test and own["correct"].mean() == row.top1, (model, row.level, row.features)
+        errors = failures[(failures["model"] == model) & (failures["kind"] == "probe")
+                          & (failures["level"] == "country") & (failures["features"] == "cls")]
+        wrong = answers[(answers["level"] == "country") & (answers["features"] == "cls") & ~answers["correct"]]
+        assert errors["image_id"].tolist() == wrong.nlargest(len(errors), "confidence")["image_id"].tolist()
+        assert len(errors) == min(20, len(wrong)) and errors["distance_km"].notna().all()
+        assert failures.loc[failures["model"] == model, "neighbours"].str.split().str.len().eq(3).all()
+        accuracy = regional[(regional["model"] == model) & (regional["variant"] == "frozen")
+                            & (regional["metric"] == "probe_top1_country") & (regional["attribute"] == "continent")]
+        country = answers[(answers["level"] == "country") & (answers["features"] == "cls")]
+        assert accuracy["n"].sum() == len(country) and accuracy["share"].sum() == pytest.approx(1.0)
+        assert (accuracy["mean"] * accuracy["n"]).sum() / len(country) == pytest.approx(country["correct"].mean())
+    cka = pd.read_parquet(demo_run / STREETS / "geo" / "cka.parquet")
+    layered = cka[(cka["model_a"] == "tiny_clip") & (cka["model_b"] == "tiny_dinov2")
+                  & cka["features_a"].str.startswith("layers/") & cka["features_b"].str.startswith("layers/")]
+    assert len(layered) == 4  # two stored layers each
+    summary = (demo_run / "results" / "summary.md").read_text()
+    assert "Worst failures per model" in summary

@@ -9,6 +9,9 @@ other metric (attention statistics, probe correctness) with an `image_id` column
 
 - `worst_queries`: the lowest-GeoScore queries of one (features, method) with their true and
   predicted place and nearest gallery neighbour.
+- `worst_probe_errors`: the probes' highest-confidence wrong answers per (level, features), from the
+  held-out predictions (`probe_predictions.parquet`), with the true and predicted class, the error in
+  km to the predicted class's centroid and nearest gallery images (`gallery_neighbours`).
 - `breakdown`: a metric per group of a column (continent, country, land_cover, climate, road_index
   quartile ...): per-group mean with bootstrap CI and share of the sample, Kruskal-Wallis across
   groups, pairwise Mann-Whitney with Holm (`stats.groups`). Continuous attributes are cut into
@@ -33,7 +36,8 @@ from ..stats.bootstrap import DEFAULT_RESAMPLES
 from ..stats.groups import group_summary, group_tests
 from ..stats.paired import holm
 from .compare import linear_cka, mcnemar_test, paired_bootstrap_difference
-from .distance import latlon_to_unit, unit_to_latlon
+from .distance import haversine_latlon, latlon_to_unit, unit_to_latlon
+from .knn import knn_search
 
 PLACE_COLUMNS = ("country", "region", "sub-region", "city", "latitude", "longitude")
 BREAKDOWN_COLUMNS = ["attribute", "metric", "group", "n", "n_dropped", "share", "mean", "ci_low", "ci_high",
@@ -42,15 +46,112 @@ PAIR_COLUMNS = ["attribute", "metric", "group_a", "group_b", "n_a", "n_b", "mean
                 "rank_biserial", "p_value", "p_holm", "reject_holm"]
 
 
-def worst_queries(predictions: pd.DataFrame, manifest: pd.DataFrame, n_worst: int) -> pd.DataFrame:
-    """The n lowest-GeoScore queries per (features, method), worst first, with the true place."""
+def _truth(manifest: pd.DataFrame) -> pd.DataFrame:
     places = [c for c in PLACE_COLUMNS if c in manifest.columns]
-    truth = manifest[["image_id", *places]].rename(columns={c: f"true_{c}" for c in places})
-    table = predictions.merge(truth, on="image_id", how="left", validate="many_to_one")
+    return manifest[["image_id", *places]].rename(columns={c: f"true_{c}" for c in places})
+
+
+def worst_queries(predictions: pd.DataFrame, manifest: pd.DataFrame, n_worst: int) -> pd.DataFrame:
+    """The n lowest-GeoScore queries per (features, method), worst first, with the true place
+    (kind "knn")."""
+    table = predictions.merge(_truth(manifest), on="image_id", how="left", validate="many_to_one")
     table = table.sort_values(["features", "method", "geoscore", "image_id"], kind="stable")
     worst = table.groupby(["features", "method"], sort=False).head(n_worst).copy()
     worst["rank"] = worst.groupby(["features", "method"]).cumcount() + 1
+    worst.insert(0, "kind", "knn")
     return worst.reset_index(drop=True)
+
+
+def label_country(labels) -> np.ndarray:
+    """The country of a probe class: the class itself at country level, the last part of OSV-5M's
+    hierarchical key below it ("Saint Andrew_BB" -> "BB")."""
+    return np.array([str(label).rsplit("_", 1)[-1] for label in labels], dtype=object)
+
+
+def worst_probe_errors(answers: pd.DataFrame, manifest: pd.DataFrame, labels: pd.DataFrame,
+                       n_worst: int) -> pd.DataFrame:
+    """The n highest-confidence wrong probe answers per (level, features), most confident first
+    (kind "probe", method "probe"), with the true place and the predicted class's country. Its error:
+    distance_km from the image to the predicted class's centroid (pred_latitude, pred_longitude: the
+    spherical mean of the manifest's images of that class, `labels` holding each manifest row's class
+    per level); geoscore stays NaN (a class, not a point, was predicted).
+
+    answers: `probe_predictions.parquet` (image_id, level, features, true_label, pred_label,
+    confidence, correct)."""
+    wrong = answers[~answers["correct"].astype(bool)]
+    wrong = wrong.sort_values(["level", "features", "confidence", "image_id"], ascending=[True, True, False, True],
+                              kind="stable")
+    worst = wrong.groupby(["level", "features"], sort=False).head(n_worst).copy()
+    worst["rank"] = worst.groupby(["level", "features"]).cumcount() + 1
+    worst = worst.merge(_truth(manifest), on="image_id", how="left", validate="many_to_one")
+    worst["pred_latitude"], worst["pred_longitude"] = np.nan, np.nan
+    for level, rows in worst.groupby("level").groups.items():
+        if level not in labels.columns:
+            continue
+        centroids = group_centroids(manifest.assign(**{"class": labels[level].to_numpy()}), "class").set_index("group")
+        classes = worst.loc[rows, "pred_label"].astype(str)
+        worst.loc[rows, "pred_latitude"] = classes.map(centroids["centroid_latitude"]).to_numpy()
+        worst.loc[rows, "pred_longitude"] = classes.map(centroids["centroid_longitude"]).to_numpy()
+    if {"true_latitude", "true_longitude"} <= set(worst.columns) and len(worst):
+        worst["distance_km"] = haversine_latlon(worst[["pred_latitude", "pred_longitude"]].to_numpy(dtype=float),
+                                                worst[["true_latitude", "true_longitude"]].to_numpy(dtype=float))
+    else:
+        worst["distance_km"] = np.nan
+    worst["geoscore"] = np.nan
+    worst["pred_country"] = label_country(worst["pred_label"])
+    worst.insert(0, "kind", "probe")
+    worst["method"] = "probe"
+    return worst.reset_index(drop=True)
+
+
+def shown_failures(failures: pd.DataFrame, features: str | None = None, method: str = "top1",
+                   levels: Sequence[str] | None = None, max_rank: int | None = None) -> pd.DataFrame:
+    """The failures a reader is shown (summary, dashboard): the kNN rows of (features, method) and the
+    probe rows of the same features at `levels` (None: every level), rank <= max_rank (None: all);
+    features None, or not listed, falls back to the first listed. Adds `true` and `predicted`: the
+    country for a kNN query, the class for a probe error."""
+    failures = failures.copy()
+    for column, default in (("kind", "knn"), ("level", None), ("true_label", None), ("pred_label", None),
+                            ("confidence", np.nan), ("neighbours", ""), ("true_country", None)):
+        if column not in failures.columns:
+            failures[column] = default
+    knn = failures[(failures["kind"] == "knn") & (failures["method"] == method)]
+    if len(knn) and features not in set(knn["features"]):
+        features = knn["features"].iloc[0]
+    knn = knn[knn["features"] == features]
+    probe = failures[failures["kind"] == "probe"]
+    if levels is not None:
+        probe = probe[probe["level"].isin(list(levels))]
+    if len(probe):
+        probe = probe[probe["features"] == (features if features in set(probe["features"]) else probe["features"].iloc[0])]
+    shown = pd.concat([frame for frame in (knn, probe) if len(frame)] or [knn], ignore_index=True)
+    if max_rank is not None:
+        shown = shown[shown["rank"] <= max_rank]
+    is_probe = shown["kind"] == "probe"
+    shown["true"] = shown["true_label"].where(is_probe, shown["true_country"])
+    shown["predicted"] = shown["pred_label"].where(is_probe, shown["pred_country"])
+    return shown.reset_index(drop=True)
+
+
+def gallery_neighbours(image_ids: Sequence[str], ids: Sequence[str], matrix: np.ndarray,
+                       gallery: Sequence[str], k: int = 3) -> list[list[str]]:
+    """The k most cosine-similar gallery images of each image (by `matrix`, rows in the order of
+    `ids`), the image itself excluded: what a failure is shown beside. Images without an embedding
+    get []."""
+    position = {image: i for i, image in enumerate(ids)}
+    gallery_rows = np.array(sorted(position[g] for g in set(gallery) if g in position), dtype=np.int64)
+    wanted = [position.get(str(image)) for image in image_ids]
+    present = [i for i, row in enumerate(wanted) if row is not None]
+    out: list[list[str]] = [[] for _ in image_ids]
+    if not present or len(gallery_rows) == 0:
+        return out
+    depth = min(k + 1, len(gallery_rows))  # one more: the image may be in the gallery itself
+    found, _ = knn_search(np.asarray(matrix, dtype=np.float32)[gallery_rows],
+                          np.asarray(matrix, dtype=np.float32)[[wanted[i] for i in present]], k=depth)
+    gallery_ids = np.asarray(ids, dtype=object)[gallery_rows]
+    for i, row in zip(present, found):
+        out[i] = [g for g in gallery_ids[row] if g != str(image_ids[i])][:k]
+    return out
 
 
 def quantile_bins(values, n_bins: int) -> np.ndarray:
@@ -173,6 +274,20 @@ def cka_pairs(embeddings: Mapping[str, tuple[Sequence[str], Mapping[str, np.ndar
 ATTENTION_METRICS = ("entropy", "top10_mass", "n_above_mean", "gini")
 
 
+def probe_correctness(answers: pd.DataFrame | None, features: str) -> dict[str, pd.DataFrame]:
+    """Per probed level: metric name probe_top1_<level> -> (image_id, that metric as 0/1) over the
+    level's held-out images, for the probe on `features` (else the first features probed)."""
+    if answers is None or answers.empty:
+        return {}
+    chosen = features if features in set(answers["features"]) else answers["features"].iloc[0]
+    out = {}
+    for level, rows in answers[answers["features"] == chosen].groupby("level", sort=False):
+        metric = f"probe_top1_{level}"
+        out[metric] = pd.DataFrame({"image_id": rows["image_id"].astype(str).to_numpy(),
+                                    metric: rows["correct"].to_numpy(dtype=float)})
+    return out
+
+
 def per_query(predictions: pd.DataFrame, manifest: pd.DataFrame, features: str, method: str) -> pd.DataFrame:
     """One entity's kNN answers for one (features, method): image_id, geoscore, distance_km and
     `correct` (the predicted place's country is the true country)."""
@@ -193,7 +308,14 @@ def depth_study(manifest: pd.DataFrame, entities: Mapping[str, dict], settings: 
     """Every table of the study for one dataset. `entities`: "model" or "model/variant" -> {
     "predictions": knn_predictions table, "attention": attention_stats table or None,
     "embeddings": (ids, {feature: matrix})}. `settings`: features, method, n_worst, attributes,
-    regions, min_images, bins, alpha, n_resamples, seed."""
+    regions, min_images, bins, alpha, n_resamples, seed.
+
+    An entity may also hold "probe_predictions" (the held-out probe answers), "labels" (each manifest
+    row's probe class per level, `data.osv5m.level_keys`) and "retrieval" ((ids, matrix) of the kNN
+    features): its highest-confidence probe errors then join the failures, and probe accuracy per
+    level (metric probe_top1_<level>, on the kNN features' probe, over that level's held-out images)
+    joins the regional and attribute breakdowns; with "retrieval", every failure lists its
+    `n_neighbours` nearest gallery images (`neighbours`, space-separated)."""
     manifest = manifest.assign(image_id=manifest["image_id"].astype(str))
     common = dict(min_n=settings["min_images"], alpha=settings["alpha"], n_bins=settings["bins"],
                   n_resamples=settings["n_resamples"], seed=settings["seed"])
@@ -202,7 +324,19 @@ def depth_study(manifest: pd.DataFrame, entities: Mapping[str, dict], settings: 
         model, _, variant = entity.partition("/")
         label = {"model": model, "variant": variant or "frozen"}
         predictions = tables["predictions"]
-        failures.append(worst_queries(predictions, manifest, settings["n_worst"]).assign(**label))
+        worst = [worst_queries(predictions, manifest, settings["n_worst"])]
+        probe_answers = tables.get("probe_predictions")
+        if probe_answers is not None:
+            probe_answers = probe_answers.assign(image_id=probe_answers["image_id"].astype(str))
+            worst.append(worst_probe_errors(probe_answers, manifest, tables["labels"], settings["n_worst"]))
+        worst = pd.concat([w for w in worst if len(w)] or worst[:1], ignore_index=True)
+        if tables.get("retrieval") is not None:
+            ids, matrix = tables["retrieval"]
+            gallery = sorted(set(map(str, ids)) - set(predictions["image_id"].astype(str)))
+            found = gallery_neighbours(worst["image_id"].astype(str).tolist(), [str(i) for i in ids], matrix,
+                                       gallery, k=settings.get("n_neighbours", 3))
+            worst["neighbours"] = [" ".join(row) for row in found]
+        failures.append(worst.assign(**label))
         answers[entity] = per_query(predictions, manifest, settings["features"], settings["method"])
         per_image = answers[entity].assign(correct=answers[entity]["correct"].astype(float))
         metrics = ["geoscore", "distance_km", "correct"]
@@ -215,6 +349,12 @@ def depth_study(manifest: pd.DataFrame, entities: Mapping[str, dict], settings: 
         groups, pairs = breakdown(per_image, manifest, metrics, settings["regions"], **common)
         regional.append(groups.assign(**label))
         regional_tests.append(pairs.assign(**label))
+        for metric, correct in probe_correctness(probe_answers, settings["features"]).items():
+            for columns, into, tests in ((settings["attributes"], attributes, attribute_tests),
+                                         (settings["regions"], regional, regional_tests)):
+                groups, pairs = breakdown(correct, manifest, [metric], columns, **common)
+                into.append(groups.assign(**label))
+                tests.append(pairs.assign(**label))
     regional_table = pd.concat(regional, ignore_index=True)
     centroids = group_centroids(manifest).set_index("group")
     is_country = regional_table["attribute"] == "country"

@@ -144,19 +144,24 @@ def fit_logistic_streaming(stream: RowStream, y, C: float = 1.0, max_iter: int =
 
 
 def streamed_predictions(probe: LogisticProbe, stream: RowStream, y_index, mean: np.ndarray | None = None,
-                         std: np.ndarray | None = None, top: int = 5) -> tuple[np.ndarray, int]:
-    """(argmax class index per row (n,), rows whose true class is in the top `top`) over the stream,
-    block by block, so the (n, K) scores never exist at once. The top-k rule is `topk_accuracy`'s:
-    a hit when fewer than `top` classes score strictly higher than the true class."""
+                         std: np.ndarray | None = None, top: int = 5) -> tuple[np.ndarray, int, np.ndarray]:
+    """(argmax class index per row (n,), rows whose true class is in the top `top`, the argmax class's
+    softmax probability per row (n,)) over the stream, block by block, so the (n, K) scores never
+    exist at once. The top-k rule is `topk_accuracy`'s: a hit when fewer than `top` classes score
+    strictly higher than the true class."""
     y_index = np.asarray(y_index)
-    best, hits = [], 0
+    best, hits, confidence = [], 0, []
     for offset, block in stream.blocks():
         X = block.astype(probe.coef.dtype)
         if mean is not None:
             X = (X - mean.astype(X.dtype)) / std.astype(X.dtype)
         scores = probe.decision_function(X)
         best.append(np.argmax(scores, axis=1))
+        shifted = scores.astype(np.float64) - scores.max(axis=1, keepdims=True)
+        confidence.append(1.0 / np.exp(shifted).sum(axis=1))
         truth = y_index[offset:offset + len(block)]
         true_score = scores[np.arange(len(block)), truth]
         hits += int(((scores > true_score[:, None]).sum(axis=1) < top).sum())
-    return (np.concatenate(best) if best else np.empty(0, dtype=np.int64)), hits
+    if not best:
+        return np.empty(0, dtype=np.int64), hits, np.empty(0)
+    return np.concatenate(best), hits, np.concatenate(confidence)

@@ -8,6 +8,7 @@ browsers block fetch() of local files):
     data/<dataset>/images/<nnnn>.js        one image: every model x variant x method map + scores
     data/<dataset>/features/<model>.js     per-feature mean scores of one model (or "baseline")
     img/<dataset>/<nnnn>.jpg, <nnnn>_thumb.jpg
+    img/<dataset>/failures/<nnnn>.jpg, <nnnn>_thumb.jpg   the street-view failures and their neighbours
 
 The page loads data/index.js at start and an image's or a model's file when it is first shown.
 The whole folder is written beside the target and renamed into place when complete.
@@ -20,18 +21,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from .. import __version__
 from ..data.images import as_rgb
+from ..geo.depth import shown_failures
 from .dashboard_data import (annotated_images, attention_entries, baseline_scores, computed_summary,
                              feature_table, gallery_scores, image_boxes, leaderboard_table, table_payload)
 from ..tables import atomic_folder
 from .figures import reference_threshold
 from .figures_geo import GEOSCORE_MAX, probe_table
-from .dashboard_encode import js_call
+from .figures_geo_depth import failure_attention
+from .dashboard_encode import b85, js_call, quantise_maps
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +190,65 @@ def geoscore_histograms(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _geo_dataset(name: str, models: list[str], results: Path) -> dict:
+# what the failures page lists of failures.parquet (geo.depth): per row, the image and its neighbours
+FAILURE_COLUMNS = ["model", "variant", "kind", "features", "method", "level", "rank", "image_id", "true",
+                   "predicted", "distance_km", "geoscore", "confidence", "neighbours"]
+
+
+def _geo_failures(name: str, results: Path, site: Path, settings: dict, spec: dict | None) -> dict | None:
+    """The failures page of one street-view dataset (None without geo/failures.parquet): the rows of
+    `shown_failures` for the kNN features and method of `spec` (else the first listed), every image
+    and nearest gallery neighbour copied under img/<dataset>/failures/, and each failure's attention
+    map from its model's frozen attention.h5 (8-bit, as the image page's maps)."""
+    path = results / name / "geo" / "failures.parquet"
+    if not path.exists():
+        return None
+    spec = spec or {}
+    rows = shown_failures(read_table(path, "failures"), spec.get("features"), spec.get("method", "top1"))
+    rows = rows.reindex(columns=FAILURE_COLUMNS)
+    rows["neighbours"] = rows["neighbours"].fillna("").astype(str)
+    rows["level"] = rows["level"].fillna("").astype(str)
+    paths = read_table(results / name / "manifest.parquet", "manifest")
+    paths = paths.assign(image_id=paths["image_id"].astype(str)).set_index("image_id")["path"].astype(str)
+    failed = set(rows["image_id"].astype(str))
+    wanted = list(dict.fromkeys([*rows["image_id"].astype(str),
+                                 *(n for listed in rows["neighbours"] for n in listed.split())]))
+    images = {}
+    for k, image_id in enumerate(i for i in wanted if i in paths.index):
+        thumb = site / "img" / name / "failures" / f"{k:04d}_thumb.jpg"
+        if image_id in failed:
+            display = site / "img" / name / "failures" / f"{k:04d}.jpg"
+            width, height = _write_images(Path(paths[image_id]), display, thumb, settings)
+        else:  # only shown as a neighbour: the thumbnail is all the page draws
+            display = thumb
+            width, height = _write_images(Path(paths[image_id]), thumb, thumb,
+                                          {**settings, "display_size": settings["thumbnail_size"]})
+        images[image_id] = {"image": display.relative_to(site).as_posix(),
+                            "thumb": thumb.relative_to(site).as_posix(), "width": width, "height": height}
+    maps, keys = [], []
+    for model, own in rows[rows["variant"] == "frozen"].groupby("model", sort=False):
+        attention = results / name / str(model) / "frozen" / "attention.h5"
+        if not attention.exists():
+            continue
+        with h5py.File(attention, "r") as store:
+            position = {i.decode() if isinstance(i, bytes) else str(i): r for r, i in enumerate(store["ids"][()])}
+            for image_id in dict.fromkeys(own["image_id"].astype(str)):
+                grid = failure_attention(store, position[image_id]) if image_id in position else None
+                if grid is not None:
+                    maps.append(grid)
+                    keys.append(f"{model}|{image_id}")
+    encoded = {}
+    if maps:
+        codes, ranges = quantise_maps(np.stack(maps))
+        for key, code, (lo, hi) in zip(keys, codes, ranges):
+            encoded[key] = {"grid": list(code.shape), "map": b85(code),
+                            "range": [None if not np.isfinite(lo) else float(lo), None if not np.isfinite(hi) else float(hi)]}
+    log.info("dashboard: %s: %d failures, %d images, %d attention maps", name, len(rows), len(images), len(encoded))
+    return {"table": table_payload(rows), "images": images, "maps": encoded}
+
+
+def _geo_dataset(name: str, models: list[str], results: Path, site: Path | None = None,
+                 settings: dict | None = None, failures: dict | None = None) -> dict:
     frames = _geo_frames(name, models, results)
     charts: dict[str, Any] = {}
     probes = frames.get("probes")
@@ -200,7 +262,12 @@ def _geo_dataset(name: str, models: list[str], results: Path) -> dict:
             charts[table] = table_payload(frames[table].drop(columns=[c for c in GEO_INTERNALS
                                                                       if c in frames[table].columns]))
     tables = {table: table_payload(frame) for table, frame in frames.items()}
-    return {"dataset": name, "charts": charts, "tables": tables}
+    payload = {"dataset": name, "charts": charts, "tables": tables}
+    if site is not None:
+        shown = _geo_failures(name, results, site, settings or {}, failures)
+        if shown is not None:
+            payload["failures"] = shown
+    return payload
 
 
 CAPTION_TABLES = ("distributions", "evaluation", "diversity")
@@ -267,7 +334,9 @@ def build_dashboard(layout: dict, output: str | Path, settings: dict, results: s
     layout: {"annotated": {dataset: {"models": {model: [variants]}, "thresholds": [...],
                                     "analysis_size": int | None, "summary": path | None,
                                     "reference_threshold": float | None}},
-             "geo": {dataset: [models]}, "captions": [dataset, ...]}
+             "geo": {dataset: [models]}, "captions": [dataset, ...],
+             "failures": {dataset: {"features", "method"}}}  (the kNN the failures page lists; a street-view
+             dataset with results/<dataset>/geo/failures.parquet gets the page, else the first features)
     settings: display_size, thumbnail_size, jpeg_quality, max_images (0 = all), earlier_runs (default
     True: datasets left under `results` by runs of other configs keep their pages, see
     `earlier_datasets`).
@@ -286,8 +355,8 @@ def build_dashboard(layout: dict, output: str | Path, settings: dict, results: s
             "version": __version__,
             "datasets": [_annotated_dataset(name, spec, results, site, settings)
                          for name, spec in annotated.items()],
-            "geo": [_geo_dataset(name, models, results) | {"earlier": name in earlier.get("geo", {})}
-                    for name, models in geo.items()],
+            "geo": [_geo_dataset(name, models, results, site, settings, layout.get("failures", {}).get(name))
+                    | {"earlier": name in earlier.get("geo", {})} for name, models in geo.items()],
             "captions": [_caption_dataset(name, results) | {"earlier": name in earlier.get("captions", [])}
                          for name in captions],
         }

@@ -104,74 +104,144 @@ def plot_continent_forest(regional: pd.DataFrame, metric: str = WORLD_METRIC) ->
     return Plot(figure, rows.drop(columns=["entity"]), caption)
 
 
+def _layer(name: str) -> int:
+    return int(name.split("/", 1)[1])
+
+
+def _cka_cell(ax, matrix: np.ndarray):
+    image = ax.imshow(matrix, cmap="cividis", vmin=0, vmax=1)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center",
+                    color="black" if matrix[i, j] > 0.55 else "white", fontsize=7)
+    return image
+
+
 @styled
 def plot_cka(cka: pd.DataFrame) -> Plot:
-    """One heatmap per feature pair on the diagonal (cls-cls, mean-mean ...): models x models."""
-    same = cka[cka["features_a"] == cka["features_b"]]
+    """First row: one models x models heatmap per embedding kind compared with itself (cls-cls,
+    mean-mean ...). Where both models of a pair stored layers (`layers/<l>`): a second row with one
+    layer x layer heatmap per model pair (model_a's layers down, model_b's across)."""
+    is_layer = cka["features_a"].str.startswith("layers/") & cka["features_b"].str.startswith("layers/")
+    same = cka[(cka["features_a"] == cka["features_b"]) & ~is_layer]
+    layered = cka[is_layer]
     features = list(dict.fromkeys(same["features_a"]))
-    figure = new_figure(3.3 * max(1, len(features)), 3.2)
-    axes = figure.subplots(1, max(1, len(features)), squeeze=False)[0]
-    if same.empty:
-        empty_panel(axes[0], "fewer than two models: no CKA")
+    pairs = list(dict.fromkeys(zip(layered["model_a"], layered["model_b"])))
+    columns = max(1, len(features), len(pairs))
+    rows = 2 if pairs and features else 1
+    figure = new_figure(3.3 * columns, 3.2 * rows + (0.4 if pairs else 0))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    if same.empty and layered.empty:
+        axes[0, 0].set_visible(True)
+        empty_panel(axes[0, 0], "fewer than two models: no CKA")
         return Plot(figure, cka, "Linear CKA needs at least two models or variants.")
+    image = None
     models = sorted(set(same["model_a"]) | set(same["model_b"]))
-    for ax, feature in zip(axes, features):
+    for ax, feature in zip(axes[0], features):
+        ax.set_visible(True)
         matrix = np.eye(len(models))
         for row in same[same["features_a"] == feature].itertuples():
             i, j = models.index(row.model_a), models.index(row.model_b)
             matrix[i, j] = matrix[j, i] = row.cka
-        image = ax.imshow(matrix, cmap="cividis", vmin=0, vmax=1)
-        for i in range(len(models)):
-            for j in range(len(models)):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center",
-                        color="black" if matrix[i, j] > 0.55 else "white", fontsize=7)
+        image = _cka_cell(ax, matrix)
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=45, ha="right")
         ax.set_yticks(range(len(models)))
         ax.set_yticklabels(models)
         ax.set_title(f"{feature} embeddings")
-    figure.colorbar(image, ax=list(axes), label="linear CKA", shrink=0.8)
-    n = int(same["n_images"].min())
+    for ax, (model_a, model_b) in zip(axes[rows - 1] if features else axes[0], pairs):
+        ax.set_visible(True)
+        block = layered[(layered["model_a"] == model_a) & (layered["model_b"] == model_b)]
+        layers_a = sorted(set(block["features_a"]), key=_layer)
+        layers_b = sorted(set(block["features_b"]), key=_layer)
+        matrix = np.full((len(layers_a), len(layers_b)), np.nan)
+        for row in block.itertuples():
+            matrix[layers_a.index(row.features_a), layers_b.index(row.features_b)] = row.cka
+        image = _cka_cell(ax, matrix)
+        ax.set_xticks(range(len(layers_b)))
+        ax.set_xticklabels([str(_layer(name)) for name in layers_b])
+        ax.set_yticks(range(len(layers_a)))
+        ax.set_yticklabels([str(_layer(name)) for name in layers_a])
+        ax.set_xlabel(f"{model_b} layer")
+        ax.set_ylabel(f"{model_a} layer")
+        ax.set_title(f"{model_a} vs {model_b}", fontsize=8)
+    figure.colorbar(image, ax=[ax for ax in axes.ravel() if ax.get_visible()], label="linear CKA", shrink=0.8)
+    drawn = pd.concat([same, layered], ignore_index=True)
+    n = int(drawn["n_images"].min())
     caption = (f"Linear CKA (Kornblith et al. 2019) between every pair of models' embeddings of the same "
                f"{n} images, per embedding kind; 1 = the same representation up to rotation and scale.")
-    return Plot(figure, same, caption)
+    if pairs:
+        caption += (f" {'Second row' if features else 'Panels'}: per model pair, CKA between every stored "
+                    f"layer of the one (rows) and of the other (columns; the CLS token of each layer).")
+    return Plot(figure, drawn, caption)
+
+
+def failure_attention(store: h5py.File, row: int) -> np.ndarray | None:
+    """The map a failure is shown with (gallery figure, dashboard): the heads mean of the deepest
+    stored CLS layer of attention.h5 row `row`, else the rollout; None when the file holds neither."""
+    if "cls" in store:
+        return store["cls"][row, -1].astype(np.float64).mean(axis=0)
+    if "rollout" in store:
+        return store["rollout"][row].astype(np.float64)
+    return None
 
 
 def _read_map(path: str, image_id: str) -> np.ndarray | None:
-    """Heads-mean CLS attention of the deepest stored layer, or the rollout, or None."""
+    """`failure_attention` of one image of an attention file, or None."""
     with h5py.File(path, "r") as store:
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in store["ids"][()]]
         if image_id not in ids:
             return None
-        row = ids.index(image_id)
-        if "cls" in store:
-            return store["cls"][row, -1].astype(np.float64).mean(axis=0)
-        if "rollout" in store:
-            return store["rollout"][row].astype(np.float64)
-    return None
+        return failure_attention(store, ids.index(image_id))
+
+
+def failure_rows(failures: pd.DataFrame, features: str, method: str, n_show: int,
+                 probe_level: str = "country") -> list[tuple[str, str, pd.DataFrame]]:
+    """The gallery's rows: per model or variant (entity), its `n_show` lowest-GeoScore kNN queries of
+    (features, method), then, where the probes ran, its `n_show` most confident wrong probe answers at
+    `probe_level` on the same features (else the first features probed). [(entity, kind, rows)]."""
+    failures = failures.copy()
+    if "kind" not in failures.columns:
+        failures["kind"] = "knn"
+    failures["entity"] = _entity(failures)
+    knn = failures[(failures["kind"] == "knn") & (failures["features"] == features) & (failures["method"] == method)]
+    probe = failures[(failures["kind"] == "probe") & (failures.get("level") == probe_level)]
+    out = []
+    for entity in dict.fromkeys(failures["entity"]):
+        own = knn[(knn["entity"] == entity) & (knn["rank"] <= n_show)]
+        if len(own):
+            out.append((entity, "knn", own))
+        errors = probe[probe["entity"] == entity]
+        if len(errors):
+            chosen = features if features in set(errors["features"]) else errors["features"].iloc[0]
+            errors = errors[(errors["features"] == chosen) & (errors["rank"] <= n_show)]
+            out.append((entity, "probe", errors))
+    return out
 
 
 @styled
 def plot_failure_gallery(failures: pd.DataFrame, manifest: pd.DataFrame, attention: Mapping[str, str],
-                         features: str, method: str, n_show: int = 3, root=".", max_side: int = 256) -> Plot:
-    """One row per model or variant: its `n_show` lowest-GeoScore queries (of the given features and
-    kNN method), each as the query with its attention map beside the nearest gallery image."""
+                         features: str, method: str, n_show: int = 3, root=".", max_side: int = 256,
+                         probe_level: str = "country") -> Plot:
+    """One row per model or variant and kind of failure: its `n_show` lowest-GeoScore kNN queries (of
+    the given features and kNN method), and its `n_show` most confident wrong probe answers at
+    `probe_level` (where failures.parquet lists them); each image with its attention map beside its
+    nearest gallery image."""
     paths = manifest.set_index("image_id")["path"].astype(str)
-    failures = failures[(failures["features"] == features) & (failures["method"] == method)].copy()
-    failures["entity"] = _entity(failures)
-    shown = failures[failures["rank"] <= n_show]
-    entities = list(dict.fromkeys(shown["entity"]))
-    figure = new_figure(1.75 * 2 * n_show, 2.0 * max(1, len(entities)))
-    axes = figure.subplots(max(1, len(entities)), 2 * n_show, squeeze=False)
+    rows = failure_rows(failures, features, method, n_show, probe_level)
+    figure = new_figure(1.75 * 2 * n_show, 2.0 * max(1, len(rows)))
+    axes = figure.subplots(max(1, len(rows)), 2 * n_show, squeeze=False)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_frame_on(False)
-    if shown.empty:
+    if not rows:
         empty_panel(axes[0, 0], "no failures listed")
-        return Plot(figure, shown, "No kNN queries were scored.")
-    for r, entity in enumerate(entities):
-        for row in shown[shown["entity"] == entity].itertuples():
+        return Plot(figure, failures.iloc[:0], "No kNN queries were scored and no probe answer was wrong.")
+    for r, (entity, kind, shown) in enumerate(rows):
+        for row in shown.itertuples():
             ax_query, ax_neighbour = axes[r, 2 * (row.rank - 1)], axes[r, 2 * (row.rank - 1) + 1]
             pixels = display_image(f"{root}/{paths[row.image_id]}", max_side)
             ax_query.imshow(pixels)
@@ -182,16 +252,28 @@ def plot_failure_gallery(failures: pd.DataFrame, manifest: pd.DataFrame, attenti
                 span = scaled.max() - scaled.min()
                 ax_query.imshow((scaled - scaled.min()) / span if span > 0 else np.zeros_like(scaled),
                                 cmap=OVERLAY_CMAP, alpha=0.5, vmin=0, vmax=1)
-            ax_query.set_title(f"#{row.rank} {row.true_country} -> {row.pred_country}\n"
-                               f"{row.distance_km:,.0f} km, GeoScore {row.geoscore:.0f}", fontsize=7)
-            neighbour = str(row.neighbour_id)
+            if kind == "knn":
+                ax_query.set_title(f"#{row.rank} {row.true_country} -> {row.pred_country}\n"
+                                   f"{row.distance_km:,.0f} km, GeoScore {row.geoscore:.0f}", fontsize=7)
+            else:
+                ax_query.set_title(f"#{row.rank} {row.true_label} -> {row.pred_label}\n"
+                                   f"p = {row.confidence:.2f}, {row.distance_km:,.0f} km", fontsize=7)
+            neighbours = str(getattr(row, "neighbours", "") or "").split()
+            neighbour = neighbours[0] if neighbours else str(getattr(row, "neighbour_id", ""))
             if neighbour in paths.index:
                 ax_neighbour.imshow(display_image(f"{root}/{paths[neighbour]}", max_side))
                 ax_neighbour.set_title("nearest gallery\nimage", fontsize=7)
-        axes[r, 0].set_ylabel(entity, fontsize=8)
+        axes[r, 0].set_ylabel(entity if kind == "knn" else f"{entity}\nprobe errors", fontsize=8)
+    shown = pd.concat([block for _, _, block in rows], ignore_index=True).drop(columns=["entity"])
+    n_probe = sum(kind == "probe" for _, kind, _ in rows)
     caption = (f"The {n_show} lowest-GeoScore kNN queries ({features} embeddings, {method}) of each of "
-               f"{len(entities)} models/variants (rows): each query with its attention (heads mean of the "
+               f"{len({e for e, _, _ in rows})} models/variants (rows), each with its attention (heads mean of the "
                f"deepest stored CLS layer, min-max scaled, inferno; none for models without CLS attention), "
                f"true -> predicted country and error, and to its right the nearest gallery image, whose "
                f"location was the prediction.")
-    return Plot(figure, shown.drop(columns=["entity"]), caption)
+    if n_probe:
+        caption += (f" Rows marked 'probe errors' ({n_probe}): the {n_show} held-out images the {probe_level} "
+                    f"probe got wrong with the highest confidence (p: the predicted class's probability; km: "
+                    f"to the spherical mean of the predicted class's images), each beside its nearest "
+                    f"gallery image by the same embedding.")
+    return Plot(figure, shown, caption)

@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..geo.depth import shown_failures
 from .figures_alignment import leaderboard_table
 
 IDENTITY = ["dataset", "model", "variant"]
@@ -333,8 +334,9 @@ def geo_depth_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
     pairs_path, regional_path = str(inputs["model_comparisons"]), str(inputs["regional"])
     pairs = pd.read_parquet(pairs_path)
     regional = pd.read_parquet(regional_path)
-    continents = regional[(regional["attribute"] == "continent") & regional["metric"].isin(["geoscore", "correct"])]
-    return {
+    continents = regional[(regional["attribute"] == "continent") &
+                          (regional["metric"].isin(["geoscore", "correct"]) | (regional["metric"] == "probe_top1_country"))]
+    tables = {
         "geo_model_pairs": Table(
             "Models compared on the same queries",
             tidy(pairs, dataset, model="", variant="", source=pairs_path),
@@ -350,11 +352,35 @@ def geo_depth_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
                  source=regional_path),
             "Per model and continent: the number and share of kNN queries, the mean GeoScore (metric "
             "geoscore) or country-level top-1 correctness (metric correct) with a 95% bootstrap CI, and "
-            "the Kruskal-Wallis p across continents; below_min_n: too few queries to enter the tests.",
+            "the Kruskal-Wallis p across continents; below_min_n: too few queries to enter the tests. "
+            "probe_top1_country: the country probe's accuracy over its held-out images of the continent.",
             [regional_path], f"results/figures/{dataset}/regional_continents.png",
             ["model", "variant", "metric", "group", "n", "share", "mean", "ci_low", "ci_high", "below_min_n",
              "p_kruskal"]),
     }
+    tables["geo_failures"] = failure_table(str(inputs["failures"]), dataset)
+    return tables
+
+
+# failures shown per model and kind in the summary (failures.parquet lists geo.depth.n_worst)
+SUMMARY_FAILURES = 3
+
+
+def failure_table(path: str, dataset: str) -> Table:
+    """The worst kNN queries (top-1 method, the first features listed) and the most confident wrong
+    country-probe answers (same features where probed) of each model, SUMMARY_FAILURES of each."""
+    shown = shown_failures(pd.read_parquet(path), None, "top1", ["country"], SUMMARY_FAILURES)
+    return Table(
+        "Worst failures per model",
+        tidy(shown, dataset, source=path),
+        f"Per model, its {SUMMARY_FAILURES} lowest-GeoScore kNN queries (kind knn: top-1 kNN, true -> "
+        f"predicted country, error in km) and its {SUMMARY_FAILURES} most confident wrong country-probe "
+        "answers (kind probe: confidence = the predicted class's probability; km to the spherical mean of "
+        "the predicted country's images), each with its nearest gallery images; failures.parquet lists "
+        "geo.depth.n_worst of each, per features, kNN method and probe level.",
+        [path], f"results/figures/{dataset}/failure_gallery.png",
+        ["model", "variant", "kind", "features", "rank", "image_id", "true", "predicted", "distance_km",
+         "geoscore", "confidence", "neighbours"])
 
 
 def planted_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
@@ -385,7 +411,7 @@ STUDIES: dict[str, Study] = {
     "style_probe": Study("Do the embeddings carry style? (style probe)", ("style_probe",), style_probe_tables),
     "geo": Study("What does an encoder know about place? (street views)", ("probes", "knn"), geo_tables),
     "geo_depth": Study("Where does geolocation fail, for whom, and how do models differ? (street views)",
-                       ("geo_model_pairs", "regional_continents"), geo_depth_tables),
+                       ("geo_model_pairs", "regional_continents", "geo_failures"), geo_depth_tables),
     "planted": Study("Planted answers (synthetic streets)", ("planted",), planted_tables),
     "calibration": Study("Distance calibration", ("calibration",), calibration_tables),
     "captions": Study("Where do the captions' images come from? (captions)",

@@ -304,6 +304,12 @@ const encoderlens = (() => {
       openImage(state.dataset, 0);
     }
     if (page === "features") renderFeatures();
+    if (page === "failures") {
+      // #failures/<geo dataset>/<row>: that failure opened with its map and neighbours
+      if (datasetIndex !== undefined) failureView.dataset = Number(datasetIndex);
+      failureView.open = imageIndex === undefined ? null : Number(imageIndex);
+      renderFailures();
+    }
     showPage(page);
   }
   const currentDataset = () => state.index.datasets[state.dataset];
@@ -971,6 +977,152 @@ const encoderlens = (() => {
     });
   }
 
+  // ---- failures: worst kNN queries and most confident probe errors, each with its map and neighbours --
+  const failureView = { dataset: null, model: null, kind: "all", open: null };
+  const entityOf = (r) => (r.variant && r.variant !== "frozen" ? `${r.model}/${r.variant}` : r.model);
+  const failureText = (r) => (r.kind === "knn" ? `kNN query #${r.rank}` : `${r.level} probe error #${r.rank}`);
+  function renderFailures() {
+    const page = $("#page-failures");
+    page.dataset.ready = "0";
+    page.replaceChildren(element("h2", { text: "Failures: worst kNN queries and most confident probe errors" }));
+    const sets = state.index.geo.map((g, i) => [g, i]).filter(([g]) => g.failures && g.failures.table.n);
+    if (!sets.length) {
+      page.append(element("p", { text: "No failure table (geo.depth, results/<dataset>/geo/failures.parquet) in this configuration." }));
+      page.dataset.ready = "1";
+      return;
+    }
+    if (!sets.some(([, i]) => i === failureView.dataset)) { failureView.dataset = sets[0][1]; failureView.open = null; }
+    const geo = state.index.geo[failureView.dataset];
+    const failures = geo.failures;
+    const rows = (failures.rows ||= rowsOf(failures.table).map((r, k) => ({ ...r, index: k })));
+    const opened = failureView.open === null ? null : rows[failureView.open];
+    if (failureView.open !== null && !opened) { showError(`no failure ${failureView.open} in ${geo.dataset}`); failureView.open = null; }
+    const entities = unique(rows.map((r) => ({ e: entityOf(r) })), "e");
+    if (opened) failureView.model = entityOf(opened);
+    if (!entities.includes(failureView.model)) failureView.model = entities[0];
+    const redraw = (value, name) => {
+      if (name === "failure-dataset") { failureView.dataset = Number(value); failureView.model = null; }
+      else if (name === "failure-model") failureView.model = value;
+      else failureView.kind = value;
+      failureView.open = null;
+      history.replaceState(null, "", "#failures");
+      renderFailures();
+    };
+    page.append(element("div", { class: "controls" }, [
+      select("failure-dataset", sets.map(([g, i]) => [i, g.dataset]), failureView.dataset, redraw, "dataset"),
+      select("failure-model", entities.map((e) => [e, e]), failureView.model, redraw, "model"),
+      select("failure-kind", [["all", "all"], ["knn", "kNN queries (lowest GeoScore)"],
+                              ["probe", "probe errors (most confident)"]], failureView.kind, redraw, "kind"),
+    ]));
+    const pending = [];
+    if (opened) {
+      const { node, drawn } = failureDetail(geo, opened);
+      page.append(node);
+      pending.push(drawn);
+    }
+    const listed = rows.filter((r) => entityOf(r) === failureView.model &&
+                                      (failureView.kind === "all" || r.kind === failureView.kind));
+    const table = element("table", { class: "failures" });
+    const textual = ["", "failure", "image", "true", "predicted"];
+    table.append(element("tr", {}, [...textual, "error (km)", "GeoScore", "confidence", "neighbours"]
+      .map((c) => element("th", { text: c, class: textual.includes(c) ? "text" : "" }))));
+    const d = failureView.dataset;
+    for (const r of listed) {
+      const image = failures.images[r.image_id];
+      const link = element("a", { href: `#failures/${d}/${r.index}`, class: "open", text: "open" });
+      table.append(element("tr", { "data-index": String(r.index), "data-kind": r.kind,
+                                   class: opened && opened.index === r.index ? "opened" : "" }, [
+        element("td", { class: "text" }, [link]),
+        element("td", { class: "text", text: `${failureText(r)}${r.kind === "probe" ? "" : ` (${r.features}, ${r.method})`}` }),
+        element("td", { class: "text" }, image ? [element("a", { href: `#failures/${d}/${r.index}` }, [
+          element("img", { src: image.thumb, loading: "lazy", alt: r.image_id, class: "thumb" })]), r.image_id] : [r.image_id]),
+        element("td", { class: "text", text: String(r.true ?? "n/a") }),
+        element("td", { class: "text", text: String(r.predicted ?? "n/a") }),
+        element("td", { text: r.distance_km === null ? "n/a" : number(r.distance_km, 0) }),
+        element("td", { text: r.geoscore === null ? "—" : number(r.geoscore, 0) }),
+        element("td", { text: r.confidence === null ? "—" : number(r.confidence, 3) }),
+        element("td", { text: String(r.neighbours ? r.neighbours.split(" ").length : 0) }),
+      ]));
+    }
+    page.append(element("h3", { text: `${geo.dataset} · ${failureView.model}: ${listed.length} failures` }),
+      element("div", { class: "scroll" }, [table]),
+      element("p", { class: "note", text: "kNN queries: the held-out queries with the lowest GeoScore " +
+        "(error in km to the nearest gallery image's location, whose place was the prediction). Probe errors: " +
+        "held-out images the linear probe classified wrongly with the highest confidence (the predicted " +
+        "class's probability; km to the spherical mean of the predicted class's images). Neighbours: the " +
+        "nearest gallery images by the same embedding. From results/<dataset>/geo/failures.parquet." }));
+    Promise.all(pending).then(() => {
+      // an opened failure is drawn above the list: bring it into view (the link was clicked further down)
+      if (opened && location.hash.startsWith("#failures/")) $("#page-failures .panel.failure").scrollIntoView({ block: "start" });
+      page.dataset.ready = "1";
+      state.renders += 1;
+    },
+                              (error) => showError(error.message));
+  }
+
+  function loadImage(src) {
+    const image = new Image();
+    image.src = src;
+    return image.decode().then(() => image, () => { throw new Error(`cannot load ${src}`); });
+  }
+
+  // one failure: its image with the attention map over it, its facts, and its nearest gallery images
+  function failureDetail(geo, r) {
+    const failures = geo.failures;
+    const image = failures.images[r.image_id];
+    // the maps are the frozen models' (attention.h5 of frozen); a tuned variant's failure has none here
+    const map = r.variant === "frozen" ? failures.maps[`${r.model}|${r.image_id}`] : undefined;
+    const panel = element("div", { class: "panel failure", "data-index": String(r.index) });
+    panel.append(element("h3", { text: `${entityOf(r)} · ${failureText(r)} · ${r.image_id}` }));
+    const canvas = element("canvas", { class: "overlay" });
+    panel.append(canvas);
+    const facts = [["true", r.true], ["predicted", r.predicted],
+                   ["error (km)", r.distance_km === null ? "n/a" : number(r.distance_km, 0)]];
+    if (r.kind === "knn") facts.push(["GeoScore", number(r.geoscore, 0)], ["embedding · kNN", `${r.features} · ${r.method}`]);
+    else facts.push(["confidence", number(r.confidence, 3)], ["embedding", r.features]);
+    panel.append(element("table", { class: "facts" }, facts.map(([k, v]) => element("tr", {}, [
+      element("th", { class: "text", text: k }), element("td", { class: `text ${k.split(" ")[0]}`, text: String(v ?? "n/a") })]))));
+    const bar = element("div", { class: "colourbar" });
+    panel.append(bar);
+    const neighbours = element("div", { class: "neighbours" });
+    const ids = r.neighbours ? r.neighbours.split(" ") : [];
+    ids.forEach((id, k) => {
+      const shown = failures.images[id];
+      neighbours.append(element("figure", { "data-id": id }, [
+        shown ? element("img", { src: shown.thumb, alt: id }) : element("span", { text: "(no copy)" }),
+        element("figcaption", { text: `neighbour ${k + 1}: ${id}` })]));
+    });
+    panel.append(element("h4", { text: ids.length ? "Nearest gallery images" : "No neighbours listed" }), neighbours);
+    const drawn = (image ? loadImage(image.image) : Promise.resolve(null)).then((photo) => {
+      const side = 448 / Math.max(photo ? photo.naturalWidth : 1, photo ? photo.naturalHeight : 1);
+      canvas.width = photo ? Math.round(photo.naturalWidth * side) : 448;
+      canvas.height = photo ? Math.round(photo.naturalHeight * side) : 448;
+      const ctx = canvas.getContext("2d");
+      if (photo) ctx.drawImage(photo, 0, 0, canvas.width, canvas.height);
+      canvas.dataset.map = "0";
+      if (!map || map.range[0] === null) {
+        bar.append(element("span", { class: "cmap", text: "no attention map for this model" }));
+        return;
+      }
+      const [gh, gw] = map.grid, [lo, hi] = map.range;
+      const codes = b85decode(map.map).subarray(0, gh * gw);
+      const grid = new Float32Array(gh * gw);
+      for (let i = 0; i < grid.length; i++) grid[i] = lo + codes[i] * (hi - lo) / 255;
+      const size = 224;
+      const values = upsample(grid, gh, gw, size);
+      const heat = new ImageData(size, size);
+      const pixels = new Uint32Array(heat.data.buffer);
+      const levels = 255 / (hi > lo ? hi - lo : 1);
+      for (let i = 0; i < values.length; i++) pixels[i] = LUT32[Math.max(0, Math.min(255, Math.round((values[i] - lo) * levels)))];
+      ctx.globalAlpha = state.view.opacity;
+      ctx.drawImage(toCanvas(heat), 0, 0, canvas.width, canvas.height);
+      ctx.globalAlpha = 1;
+      canvas.dataset.map = "1";
+      bar.replaceWith(colourBar({ values, lo, hi }));
+    });
+    return { node: panel, drawn };
+  }
+
   // ---- captions: where the captions place their images, accuracy per subset, diversity ----------
   const captionView = {};
   function renderCaptions() {
@@ -1043,6 +1195,7 @@ const encoderlens = (() => {
       renderLeaderboard();
       renderGeo();
       renderCaptions();
+      renderFailures();
       window.addEventListener("hashchange", route);
       route();
       document.body.dataset.ready = "1";
