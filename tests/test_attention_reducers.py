@@ -45,6 +45,16 @@ def test_rollout_product_equals_the_cls_row_chain(start_layer, head_fusion):
                                               attentions[-1:]).numpy(), rtol=1e-3)
 
 
+def test_the_float32_product_keeps_its_precision_inside_the_forward_pass_autocast():
+    """On a GPU the product is float32 and the hooks run inside bf16 autocast (here: the CPU's)."""
+    attentions = random_attentions(tokens=50, layers=6)  # 1 prefix token + a 7 x 7 grid
+    want = rollout(attentions, 1, (7, 7))  # float64, outside any autocast
+    reducer = RolloutProduct(len(attentions), 1, (7, 7), dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = feed(reducer, attentions)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=0)
+
+
 def test_cls_rows_and_mean_received_equal_the_full_path_in_the_storage_dtype():
     attentions = random_attentions(tokens=12)  # 3 prefix tokens + a 3 x 3 grid
     layers = [1, 3]

@@ -142,28 +142,30 @@ class RolloutProduct(LayerReducer):
     sums (the full path carries the CLS row from the last layer down, this one the matrix upwards)."""
 
     def __init__(self, n_layers: int, n_prefix: int, grid: tuple[int, int], start_layer: int = 0,
-                 head_fusion: str = "mean"):
+                 head_fusion: str = "mean", dtype: torch.dtype | None = None):
         if head_fusion not in HEAD_FUSIONS:
             raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
         if not 0 <= start_layer < n_layers:
             raise ValueError(f"start_layer {start_layer} outside 0..{n_layers - 1}")
         self.n_layers, self.n_prefix, self.grid = n_layers, n_prefix, grid
-        self.start_layer, self.head_fusion = start_layer, head_fusion
+        self.start_layer, self.head_fusion, self.dtype = start_layer, head_fusion, dtype
         self.product: torch.Tensor | None = None
         self.seen = 0
 
     def layer(self, index, attention):
         if index < self.start_layer:
             return
-        dtype = torch.float64 if attention.device.type == "cpu" else torch.float32
-        if self.head_fusion == "mean":
-            fused = attention.mean(dim=1, dtype=torch.float32)
-        else:
-            fused = _fuse_heads(attention, self.head_fusion).float()
-        fused = fused.to(dtype)
-        fused.diagonal(dim1=-2, dim2=-1).add_(1.0)
-        fused.div_(fused.sum(dim=-1, keepdim=True))
-        self.product = fused if self.product is None else torch.bmm(fused, self.product)
+        dtype = self.dtype or (torch.float64 if attention.device.type == "cpu" else torch.float32)
+        # the hooks run inside the forward pass's autocast, which would run bmm in half precision
+        with torch.autocast(attention.device.type, enabled=False):
+            if self.head_fusion == "mean":
+                fused = attention.mean(dim=1, dtype=torch.float32)
+            else:
+                fused = _fuse_heads(attention, self.head_fusion).float()
+            fused = fused.to(dtype)
+            fused.diagonal(dim1=-2, dim2=-1).add_(1.0)
+            fused.div_(fused.sum(dim=-1, keepdim=True))
+            self.product = fused if self.product is None else torch.bmm(fused, self.product)
         self.seen += 1
 
     def result(self):
