@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -106,6 +107,9 @@ def main() -> None:
                         help="architecture=batch pairs")
     parser.add_argument("--attention-layers", default="-1", help="'all' or comma-separated indices")
     parser.add_argument("--embedding-layers", default="-1")
+    parser.add_argument("--mmap-threshold", type=int, default=None,
+                        help="bytes: run each measurement with glibc's MALLOC_MMAP_THRESHOLD_ fixed (no dynamic "
+                             "threshold, so freed large tensors return to the OS and RSS tracks live memory)")
     parser.add_argument("--one", nargs=2, metavar=("ARCH", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--one-batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -122,7 +126,10 @@ def main() -> None:
             command = [sys.executable, __file__, "--one", architecture, mode, "--one-batch", batch,
                        "--device", args.device, "--precision", args.precision,
                        "--attention-layers", args.attention_layers, "--embedding-layers", args.embedding_layers]
-            done = subprocess.run(command, capture_output=True, text=True)
+            environment = dict(os.environ)
+            if args.mmap_threshold:
+                environment["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+            done = subprocess.run(command, capture_output=True, text=True, env=environment)
             if done.returncode:
                 print(done.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"{architecture} {mode} failed")
