@@ -59,8 +59,6 @@ def measure(architecture: str, mode: str, batch: int, device: str, precision: st
     model = CLIPVisionModel(config).eval()
     adapter = ClipAdapter(model, ClipAdapter.describe(model), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
     adapter.to(torch.device(device))
-    if precision != "fp32" and device.startswith("cuda"):
-        pass  # autocast, as extraction runs it
     settings = ExtractionSettings(batch_size=batch, attention_layers=attention_layers,
                                   embedding_layers=embedding_layers, device=device, precision=precision)
     layers = resolve_layers(attention_layers, adapter.info.num_layers)
