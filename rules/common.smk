@@ -252,7 +252,7 @@ def model_identity(wildcards):
     }
 
 
-EXTRACTION_KEYS = ("image_size", "batch_size", "num_workers", "device", "precision",
+EXTRACTION_KEYS = ("image_size", "batch_size", "num_workers", "decode", "device", "precision",
                    "attention_layers", "embedding_layers", "rollout", "gradcam_target_class",
                    "map_methods", "ig")
 

@@ -2,7 +2,8 @@
 
 A method is everything about one kind of map in one place: which families it applies to
 (`applies(traits)`, from the torch-free traits table), how extraction computes it for a batch
-(`compute`: from the shared forward pass, or in a pass of its own with gradients), the attention.h5
+(`compute`: from the shared forward pass, or in a pass of its own with gradients; `reducer`: the same
+maps computed layer by layer while the forward pass runs, see below), the attention.h5
 dataset it fills with its per-image shape and on-disk dtype, and how scoring reads it back (`read`).
 Extraction, scoring, statistics, figures and the dashboard loop over the registry; none of them
 names a method. A new method is a class here (its computation in a module of its own when it is
@@ -33,6 +34,16 @@ where a method is not per layer; `head` is the head index as a string, "mean" fo
 or "" where a method has no heads. CLS maps are read raw (not renormalised after dropping prefix
 tokens): every score is invariant to a map's scale. Upsampling to the analysis resolution and scoring
 are the same for every method (`alignment.resize.upsample`, `alignment.scores.score_maps`).
+
+Memory: a method that reads the attention (`needs_attentions`) may also offer a `reducer()`, an
+`attention.maps.LayerReducer` that receives each layer's (B, H, T, T) attention as the layer finishes
+and keeps only what the method stores (the kept layers' CLS rows, the mean received vectors, the
+rollout's running (B, T, T) product). When every such method of a family has one and the adapter
+exposes its attention modules (`FamilyAdapter.attention_modules`), extraction runs the forward pass
+without `output_attentions` and feeds the reducers from hooks, so the batch never holds all layers'
+T x T maps; otherwise it falls back to `compute` on the full list (`ForwardPass.attentions`). Both give
+the same maps (tests/test_attention_reducers.py). Methods with passes of their own (Grad-CAM) need
+neither.
 
 This module imports neither torch nor a model: the rules and the scoring jobs read it too.
 """
@@ -107,6 +118,11 @@ class MapMethod:
         """(B, *shape()) float32 maps of one batch."""
         raise NotImplementedError
 
+    def reducer(self):
+        """A fresh `attention.maps.LayerReducer` computing this batch's maps from each layer's attention
+        as the forward pass produces it, or None (then `compute` reads the full forward pass)."""
+        return None
+
     @classmethod
     def read(cls, store: Mapping, rows=slice(None)) -> MethodMaps:
         return _single(_read(store, cls.dataset, rows))
@@ -129,6 +145,10 @@ class ClsAttention(MapMethod):
     def compute(self, forward):
         from encoderlens.attention.maps import cls_attention
         return _numpy(cls_attention(forward.attentions, self.layers, self.info.n_prefix_tokens, self.grid))
+
+    def reducer(self):
+        from encoderlens.attention.maps import ClsRows
+        return ClsRows(self.layers, self.info.n_prefix_tokens, self.grid, _torch_dtype(self.dtype))
 
     @classmethod
     def read(cls, store, rows=slice(None)):
@@ -158,6 +178,11 @@ class Rollout(MapMethod):
         return _numpy(rollout(forward.attentions, self.info.n_prefix_tokens, self.grid,
                               self.settings.rollout_start_layer, self.settings.rollout_head_fusion))
 
+    def reducer(self):
+        from encoderlens.attention.maps import RolloutProduct
+        return RolloutProduct(self.info.num_layers, self.info.n_prefix_tokens, self.grid,
+                              self.settings.rollout_start_layer, self.settings.rollout_head_fusion)
+
 
 class MeanReceived(MapMethod):
     """Attention each patch receives, averaged over heads and queries: maps of models without CLS."""
@@ -177,6 +202,10 @@ class MeanReceived(MapMethod):
         from encoderlens.attention.maps import mean_received_attention
         return _numpy(mean_received_attention(forward.attentions, self.layers, self.info.n_prefix_tokens,
                                               self.grid))
+
+    def reducer(self):
+        from encoderlens.attention.maps import MeanReceivedRows
+        return MeanReceivedRows(self.layers, self.info.n_prefix_tokens, self.grid, _torch_dtype(self.dtype))
 
     @classmethod
     def read(cls, store, rows=slice(None)):
@@ -335,6 +364,11 @@ def read_method(name: str, store: Mapping, rows=slice(None)) -> MethodMaps:
 
 def _numpy(tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy()
+
+
+def _torch_dtype(dtype):
+    import torch
+    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
 
 
 def _read(store: Mapping, name: str, rows) -> np.ndarray:

@@ -23,7 +23,7 @@ def resolved_revision(model_folder) -> str | None:
     return json.loads(stamp.read_text())["commit"] if stamp.exists() else None
 
 
-def extraction_settings(settings: dict) -> ExtractionSettings:
+def extraction_settings(settings: dict, threads: int = 1) -> ExtractionSettings:
     rollout = settings.get("rollout", {})
     return ExtractionSettings(
         batch_size=settings["batch_size"],
@@ -32,6 +32,8 @@ def extraction_settings(settings: dict) -> ExtractionSettings:
         rollout_start_layer=rollout.get("start_layer", 0),
         rollout_head_fusion=rollout.get("head_fusion", "mean"),
         num_workers=settings["num_workers"],
+        threads=threads,
+        decode=settings.get("decode", "cpu"),
         device=settings["device"],
         precision=settings["precision"],
         gradcam_target_class=settings.get("gradcam_target_class"),
@@ -87,4 +89,4 @@ def extract_manifest(manifest_path, model_folder, identity: dict, settings: dict
     print(f"{len(manifest)} images, model {identity['model']} ({identity['family']}) "
           f"from {model_folder}, variant {variant} (tuned weights: {applied})", file=sys.stderr)
     extract(manifest["image_id"].astype(str).tolist(), manifest["path"].tolist(), adapter,
-            embeddings_path, attention_path, extraction_settings(settings), attributes)
+            embeddings_path, attention_path, extraction_settings(settings, threads), attributes)

@@ -4,7 +4,14 @@ The embeddings come from one forward pass per batch; the maps are those of every
 applies to the model's family (`attention.methods`), each computed from that forward pass or in a
 pass of its own, and stored under the method's dataset, shape and dtype.
 
-Each batch's arrays go to a shard as soon as they are computed (see `shards`); once every batch is
+Memory: where the adapter exposes its attention modules and every attention method offers a per-layer
+reducer (`attention.methods`), the forward pass runs without `output_attentions` and each layer's
+attention is reduced on the device as the layer finishes (the kept CLS rows, mean received vectors,
+the rollout's running product); otherwise every layer's attention is returned and the methods read
+the full list. Both give the same maps.
+
+Each batch's arrays go to a shard, in the dtype its HDF5 dataset stores, as soon as they are computed
+(see `shards`); once every batch is
 done the shards are gathered into `embeddings.h5` and `attention.h5` and removed. A killed run resumes
 at the first missing batch, and because batches always hold the same images in the same order the
 resumed files equal an uninterrupted run's.
@@ -15,33 +22,35 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from encoderlens import __version__
 from encoderlens.attention.methods import ForwardPass, MapMethod, method_class, methods_for
-from encoderlens.data.images import as_rgb
 from encoderlens.extract.h5 import atomic_h5, create_per_image, set_attributes, write_ids
+from encoderlens.extract.loading import (DevicePreprocess, EncodedFiles, ImageFiles, collate_encoded,
+                                         decode_on, loader_workers)
 from encoderlens.extract.shards import ShardStore
 from encoderlens.models.base import FamilyAdapter
 
 
 @dataclass
 class ExtractionSettings:
-    batch_size: int = 8
+    batch_size: int | str = 8  # or "auto": see `batch_size.auto_batch_size`
     attention_layers: str | list[int] = "all"
     embedding_layers: list[int] = field(default_factory=list)
     rollout_start_layer: int = 0
     rollout_head_fusion: str = "mean"
-    num_workers: int = 0
+    num_workers: int | str = 0  # or "auto": see `loading.loader_workers`
+    threads: int = 1  # the job's cores (picks num_workers: auto)
+    decode: str = "cpu"  # or "gpu": see `loading`
     device: str = "auto"
     precision: str = "fp32"
     gradcam_target_class: int | None = None  # None: each image's own top class
@@ -77,19 +86,6 @@ def settings_sha256(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class ImageFiles(Dataset):
-    def __init__(self, paths: Sequence[str], preprocess: Callable[[Image.Image], torch.Tensor]):
-        self.paths = list(paths)
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.paths[index]) as image:
-            return self.preprocess(as_rgb(image))
-
-
 def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
             embeddings_path: str | Path, attention_path: str | Path,
             settings: ExtractionSettings, attributes: dict, log=sys.stderr) -> None:
@@ -107,7 +103,7 @@ def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
     }
     fingerprint = {
         "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
-        "settings": asdict(settings) | {"device": None, "num_workers": None},
+        "settings": asdict(settings) | {"device": None, "num_workers": None, "threads": None},
         "attributes": {k: v for k, v in attributes.items() if k != "encoderlens_version"},
     }
     shards = ShardStore(Path(embeddings_path).parent / ".extract_shards", fingerprint)
@@ -115,28 +111,103 @@ def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
 
     device = resolve_device(settings.device)
     adapter.to(device)
-    first_image = batches_done * settings.batch_size
-    loader = DataLoader(ImageFiles(paths[first_image:], adapter.preprocess),
-                        batch_size=settings.batch_size, shuffle=False,
-                        num_workers=settings.num_workers)
-    n_batches = -(-len(ids) // settings.batch_size)
-    if batches_done:
-        print(f"resuming after {batches_done} of {n_batches} finished batches", file=log)
-    progress = tqdm(loader, total=n_batches, initial=batches_done, file=log, mininterval=5,
-                    desc=f"{attributes.get('model', info.family)}", unit="batch")
     methods = [method(adapter, settings, attention_layers)
                for method in methods_for(adapter.traits, settings.map_methods)]
+    step = ExtractionStep(adapter, methods, settings, embedding_layers)
+    batch_size = _batch_size(settings, step, shards, batches_done, len(ids), log)
+    attributes["batch_size"] = batch_size
+    first_image = batches_done * batch_size
+    workers = loader_workers(settings.num_workers, settings.threads, device)
+    if decode_on(settings.decode, device, log) == "gpu":
+        files = EncodedFiles(paths[first_image:], adapter.preprocess)
+        to_device = DevicePreprocess(files, info.image_size, adapter.mean, adapter.std, device)
+        loader = DataLoader(files, batch_size=batch_size, shuffle=False, num_workers=workers,
+                            collate_fn=collate_encoded)
+    else:
+        loader = DataLoader(ImageFiles(paths[first_image:], adapter.preprocess),
+                            batch_size=batch_size, shuffle=False, num_workers=workers)
+        to_device = lambda pixels: pixels.to(device)  # noqa: E731
+    n_batches = -(-len(ids) // batch_size)
+    if batches_done:
+        print(f"resuming after {batches_done} of {n_batches} finished batches", file=log)
+    print(f"attention maps: {'reduced layer by layer' if step.layerwise else 'from every layer at once'}"
+          if step.attentions else "attention maps: none from the forward pass", file=log)
+    progress = tqdm(loader, total=n_batches, initial=batches_done, file=log, mininterval=5,
+                    desc=f"{attributes.get('model', info.family)}", unit="batch")
     for batch_index, pixels in enumerate(progress, start=batches_done):
-        pixels = pixels.to(device)
-        arrays, forward = _encode_batch(adapter, pixels, settings, embedding_layers,
-                                        attentions=any(m.needs_attentions for m in methods))
-        for method in methods:
-            arrays[MAP_PREFIX + method.name] = _checked(method, method.compute(forward), len(pixels))
-        shards.write(batch_index, arrays)
+        shards.write(batch_index, step(to_device(pixels)))
 
     _gather(shards, n_batches, list(ids), embeddings_path, attention_path, attributes,
             attention_layers, embedding_layers)
     shards.remove()
+
+
+class ExtractionStep:
+    """One batch of pixels -> its arrays (embeddings and every method's maps), each in the dtype its
+    HDF5 dataset stores. `layerwise`: the attention methods are fed layer by layer (see the module
+    docstring); False falls back to the full list of every layer's attention."""
+
+    def __init__(self, adapter: FamilyAdapter, methods: list[MapMethod], settings: ExtractionSettings,
+                 embedding_layers: list[int], layerwise: bool | None = None):
+        self.adapter, self.methods, self.settings = adapter, methods, settings
+        self.embedding_layers = embedding_layers
+        readers = [method for method in methods if method.needs_attentions]
+        self.attentions = bool(readers)
+        possible = (self.attentions and all(method.reducer() is not None for method in readers)
+                    and adapter.attention_modules() is not None)
+        if layerwise and not possible:
+            raise ValueError(f"{adapter.family}: layer-by-layer attention is not available for this adapter "
+                             f"and these methods")
+        self.layerwise = possible if layerwise is None else layerwise
+        # the stored layers' embeddings from hooks on the blocks too, where they are the layers
+        self.layer_hooks = (self.layerwise and bool(embedding_layers)
+                            and len(adapter.blocks()) == adapter.info.num_layers)
+
+    def __call__(self, pixels: torch.Tensor) -> dict[str, np.ndarray]:
+        if not self.layerwise:
+            arrays, forward = _encode_batch(self.adapter, pixels, self.settings, self.embedding_layers,
+                                            attentions=self.attentions)
+            computed = {method.name: method.compute(forward) for method in self.methods}
+        else:
+            reducers = {method.name: method.reducer() for method in self.methods if method.needs_attentions}
+
+            def feed(layer: int, attention: torch.Tensor) -> None:
+                for reducer in reducers.values():
+                    reducer.layer(layer, attention)
+
+            with self.adapter.layer_attentions(feed) as reported:
+                arrays, forward = _encode_batch(self.adapter, pixels, self.settings, self.embedding_layers,
+                                                attentions=False, layer_hooks=self.layer_hooks)
+            expected = list(range(self.adapter.info.num_layers))
+            if reported != expected:
+                raise RuntimeError(f"{self.adapter.family}: attention reported for layers {reported}, "
+                                   f"expected {expected}")
+            computed = {}
+            for method in self.methods:
+                if method.name in reducers:
+                    computed[method.name] = reducers[method.name].result().detach().cpu().numpy()
+                else:
+                    computed[method.name] = method.compute(forward)
+        for method in self.methods:
+            maps = _checked(method, computed[method.name], len(pixels))
+            arrays[MAP_PREFIX + method.name] = maps.astype(method.dtype, copy=False)
+        return {key: values.astype(_layout(key)[2], copy=False) for key, values in arrays.items()}
+
+
+def _batch_size(settings: ExtractionSettings, step: ExtractionStep, shards: ShardStore,
+                batches_done: int, n_images: int, log) -> int:
+    """The configured batch size, or for "auto" the one the unfinished run used (its shards hold
+    batches of that size), else the probe's (`batch_size.auto_batch_size`), recorded with the shards."""
+    if settings.batch_size != "auto":
+        return int(settings.batch_size)
+    recorded = shards.recorded("batch_size")
+    if batches_done and recorded:
+        print(f"batch_size auto: {recorded}, as the finished shards", file=log)
+        return int(recorded)
+    from encoderlens.extract.batch_size import auto_batch_size
+    size = auto_batch_size(step, n_images, log=log)
+    shards.record("batch_size", size)
+    return size
 
 
 def _autocast(device: torch.device, precision: str):
@@ -146,22 +217,54 @@ def _autocast(device: torch.device, precision: str):
 
 
 def _encode_batch(adapter: FamilyAdapter, pixels: torch.Tensor, settings: ExtractionSettings,
-                  embedding_layers: list[int], attentions: bool) -> tuple[dict[str, np.ndarray], ForwardPass]:
-    """The batch's embeddings, and its forward pass for the map methods."""
+                  embedding_layers: list[int], attentions: bool,
+                  layer_hooks: bool = False) -> tuple[dict[str, np.ndarray], ForwardPass]:
+    """The batch's embeddings, and its forward pass for the map methods. `layer_hooks`: the stored
+    layers' tokens come from hooks on the blocks (see `_layer_tokens`), not from every layer's states."""
     info = adapter.info
-    with torch.no_grad(), _autocast(pixels.device, settings.precision):
-        output = adapter.encode(pixels, attentions=attentions, hidden_states=bool(embedding_layers))
+    kept: dict[int, torch.Tensor] = {}
+    with torch.no_grad(), _autocast(pixels.device, settings.precision), \
+            _layer_tokens(adapter, embedding_layers if layer_hooks else [], kept):
+        output = adapter.encode(pixels, attentions=attentions,
+                                hidden_states=bool(embedding_layers) and not layer_hooks)
     arrays = {"cls": _numpy(output.cls), "mean": _numpy(output.mean)}
     if output.cls_raw is not None:
         arrays["cls_raw"] = _numpy(output.cls_raw)
     if embedding_layers:
-        states = output.hidden_states
-        if len(states) == info.num_layers + 1:  # HF puts the patch-embedding output first
-            states = states[1:]
+        if layer_hooks:
+            states = [kept.get(layer) for layer in range(info.num_layers)]
+        else:
+            states = output.hidden_states
+            if len(states) == info.num_layers + 1:  # HF puts the patch-embedding output first
+                states = states[1:]
         for layer in embedding_layers:
             tokens = _numpy(states[layer])
             arrays[f"layer_{layer}"] = tokens[:, 0] if info.has_cls else tokens[:, info.n_prefix_tokens:].mean(1)
     return arrays, ForwardPass(pixels, output)
+
+
+@contextmanager
+def _layer_tokens(adapter: FamilyAdapter, layers: list[int], kept: dict[int, torch.Tensor]):
+    """Keep the tokens the stored layer embeddings read (the CLS token, or the patch tokens where there
+    is none) of `layers` only, from forward hooks on the blocks, instead of every layer's states."""
+    blocks = adapter.blocks() if layers else []
+
+    def hook_for(layer: int):
+        def hook(_module, _args, output):
+            tokens = output[0] if isinstance(output, (tuple, list)) else output
+            # a copy, so that the layer's whole (B, T, D) output is not kept alive through a view
+            kept[layer] = tokens[:, :1].clone() if adapter.info.has_cls else tokens.detach()
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(hook_for(layer)) for layer in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        missing = sorted(set(layers) - set(kept))
+        if missing and sys.exc_info()[0] is None:
+            raise RuntimeError(f"{adapter.family}: blocks {missing} never ran")
 
 
 def _checked(method: MapMethod, maps: np.ndarray, n_images: int) -> np.ndarray:

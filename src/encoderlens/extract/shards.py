@@ -1,6 +1,6 @@
 """Per-batch shards that make extraction resumable.
 
-Each finished batch is one `.npz` written to a temporary name, flushed to disk (fsync) and renamed, so
+Each finished batch is one `.npz` (its arrays in the dtypes the HDF5 files store) written to a temporary name, flushed to disk (fsync) and renamed, so
 a shard on disk is complete even after a power loss. A killed run finds the shards of the batches it
 finished and starts after them; the fingerprint makes sure it resumes only work done for the same
 images, model and settings. Each shard is read back in full before it counts as done (a file system
@@ -21,6 +21,7 @@ import numpy as np
 from encoderlens.tables import durable_write
 
 FINGERPRINT = "fingerprint.json"
+RESOLVED = "resolved.json"  # settings resolved at run time (batch_size: auto), which a resume reuses
 
 
 class ShardStore:
@@ -51,6 +52,14 @@ class ShardStore:
                 break
             done += 1
         return done
+
+    def record(self, key: str, value) -> None:
+        """Remember a setting the run resolved itself, for a resumed run to reuse."""
+        values = _read_stamp(self.folder / RESOLVED) or {}
+        _atomic_write_text(self.folder / RESOLVED, json.dumps(values | {key: value}, sort_keys=True))
+
+    def recorded(self, key: str):
+        return (_read_stamp(self.folder / RESOLVED) or {}).get(key)
 
     def path(self, batch_index: int) -> Path:
         return self.folder / f"batch_{batch_index:07d}.npz"

@@ -7,9 +7,10 @@ are prefix tokens, how a family is loaded, preprocessed or asked for attention s
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -152,6 +153,45 @@ class FamilyAdapter:
         """Modules between the last block and the pooled embedding (final norm, pooling head); they
         train whenever the last block does."""
         return []
+
+    def attention_modules(self) -> list[torch.nn.Module] | None:
+        """One module per layer, in forward order, whose forward output carries that layer's softmax
+        attention (B, H, T, T) (read by `attention_weights`) even when `encode` is not asked for
+        attentions; None where the adapter cannot say (extraction then asks `encode` for every layer's
+        attentions at once, which holds them all until the pass ends)."""
+        return None
+
+    @staticmethod
+    def attention_weights(output) -> torch.Tensor | None:
+        """The attention weights in an attention module's forward output (transformers: its second item)."""
+        return output[1] if isinstance(output, (tuple, list)) and len(output) > 1 else None
+
+    @contextmanager
+    def layer_attentions(self, callback: Callable[[int, torch.Tensor], None]) -> Iterator[list[int]]:
+        """Within the block every forward pass calls `callback(layer, attention)` as each layer's
+        attention is computed (forward hooks on `attention_modules()`), so a caller can reduce it before
+        the next layer runs. Yields the list of layers reported so far (cleared by the caller per pass)."""
+        modules = self.attention_modules()
+        if modules is None:
+            raise RuntimeError(f"{self.family}: the adapter does not expose its attention modules")
+        reported: list[int] = []
+
+        def hook_for(layer: int):
+            def hook(_module, _args, output):
+                weights = self.attention_weights(output)
+                if weights is None:
+                    raise RuntimeError(f"{self.family}: layer {layer}'s attention module returned no weights "
+                                       f"(eager attention is needed)")
+                reported.append(layer)
+                callback(layer, weights.detach())
+            return hook
+
+        handles = [module.register_forward_hook(hook_for(layer)) for layer, module in enumerate(modules)]
+        try:
+            yield reported
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def to(self, device: torch.device | str) -> "FamilyAdapter":
         self.model.to(device)

@@ -148,6 +148,24 @@ class HFViTAdapter(FamilyAdapter):
     def after_blocks(self) -> list[torch.nn.Module]:
         return [self.model.get_submodule(path) for path in self.after_blocks_paths]
 
+    def attention_modules(self) -> list[torch.nn.Module] | None:
+        """The modules transformers itself hooks to record `attentions` (the model class's
+        `_can_record_outputs["attentions"]`), inside the transformer blocks, one per layer."""
+        spec = getattr(self.model, "_can_record_outputs", {}).get("attentions")
+        specs = spec if isinstance(spec, list) else [spec]
+        if len(specs) != 1 or specs[0] is None or getattr(specs[0], "index", 1) != 1:
+            return None
+        spec = specs[0]
+        target = spec if isinstance(spec, (type, str)) else (spec.target_class or spec.class_name)
+
+        def matches(module):
+            if isinstance(target, type):
+                return isinstance(module, target)
+            return type(module).__name__.endswith(target)
+
+        modules = [module for block in self.blocks() for module in block.modules() if matches(module)]
+        return modules if len(modules) == self.info.num_layers else None
+
     def forward_kwargs(self, pixel_values: torch.Tensor) -> dict:
         """Family-specific forward arguments (position interpolation, MAE noise)."""
         return {}
