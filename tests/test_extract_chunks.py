@@ -223,9 +223,11 @@ def test_gather_decodes_chunks_laid_out_otherwise(tmp_path):
             write_ids(handle, [f"i{row}" for row in range(5)][rows])
             handle.create_dataset("cls", data=values[rows])
             handle.attrs["model"] = "m"
+            handle.attrs["batch_size"] = (32, 16)[index]  # batch_size auto chose per chunk job
         paths.append(path)
     gather_chunks(paths, tmp_path / "out.h5", [f"i{row}" for row in range(5)])
     with h5py.File(tmp_path / "out.h5") as handle:
         np.testing.assert_array_equal(handle["cls"][()], values)
         assert handle["cls"].chunks == (1, 2, 3) and handle["cls"].compression == "gzip"
         assert handle.attrs["model"] == "m"
+        assert handle.attrs["batch_size"].tolist() == [32, 16]

@@ -43,6 +43,11 @@ def select_images(manifest_path, splits: list[str] | None = None) -> pd.DataFram
     return manifest
 
 
+# attributes each chunk job may set for itself: `batch_size: auto` probes each job's own device, so two
+# chunks on different GPUs may use different sizes (the values do not depend on it, beyond float noise)
+PER_CHUNK_ATTRIBUTES = ("batch_size",)
+
+
 def gather_chunks(chunks: Sequence[str | Path], final: str | Path, expected_ids: Sequence[str],
                   log=sys.stderr) -> None:
     """Concatenate the chunk files `chunks` (in order) into `final`, written atomically; their ids
@@ -61,6 +66,10 @@ def gather_chunks(chunks: Sequence[str | Path], final: str | Path, expected_ids:
             write_ids(out, ids)
             for key, value in first.attrs.items():
                 out.attrs[key] = value
+            for key in PER_CHUNK_ATTRIBUTES:
+                values = [handle.attrs[key] for _, handle in filled if key in handle.attrs]
+                if len({np.asarray(value).item() for value in values}) > 1:
+                    out.attrs[key] = np.asarray(values)  # one per chunk, in row order
             for name in _other_datasets(first):
                 out.create_dataset(name, data=first[name][()])
             for name in per_image:
@@ -109,7 +118,7 @@ def _other_datasets(handle: h5py.File) -> list[str]:
 
 def _check_same_stamps(first_path, first: h5py.File, path, handle: h5py.File) -> None:
     """Every chunk must come from the same model, settings and code: same attributes, same datasets."""
-    keys = set(first.attrs) | set(handle.attrs)
+    keys = (set(first.attrs) | set(handle.attrs)) - set(PER_CHUNK_ATTRIBUTES)
     for key in sorted(keys):
         if key not in first.attrs or key not in handle.attrs or not np.array_equal(
                 np.asarray(first.attrs[key]), np.asarray(handle.attrs[key])):
