@@ -253,3 +253,72 @@ def test_known_answer_on_synthetic_churches():
     insertion = {order: values[1].mean() for order, values in auc.items()}
     assert deletion["map"] < deletion["random"] < deletion["inverse"]
     assert insertion["map"] > insertion["random"] > insertion["inverse"]
+
+
+def _faithfulness_frames():
+    rng = np.random.default_rng(0)
+    rows, alignment = [], []
+    for k in range(12):
+        image = f"img{k}"
+        random_auc = rng.random()
+        for method, layer in (("cls", 0), ("cls", 1), ("rollout", -1)):
+            deletion = rng.random() * 0.5 + (0.2 if method == "rollout" else 0.0)
+            unscorable = method == "cls" and layer == 0 and k == 3
+            for order, value in (("map", deletion), ("random", random_auc)):
+                rows.append({"image_id": image, "model": "m", "variant": "frozen", "method": method,
+                             "layer": layer, "head": -1, "order": order,
+                             "deletion_auc": np.nan if unscorable and order == "map" else value,
+                             "insertion_auc": 1 - value, "scorable": not (unscorable and order == "map")})
+            for threshold in (10.0, 20.0):
+                alignment.append({"image_id": image, "model": "m", "variant": "frozen", "method": method,
+                                  "layer": layer, "head": -1, "threshold": threshold,
+                                  "iou": rng.random(), "scorable": True})
+    return pd.DataFrame(rows), pd.DataFrame(alignment)
+
+
+STATS = {"n_resamples": 2000, "confidence": 0.95, "seed": 0, "alpha": 0.05, "min_n": 10, "threshold": 20.0}
+
+
+def test_statistics_pair_images_and_match_scipy():
+    from scipy import stats
+
+    from encoderlens.faithfulness.stats import (faithfulness_comparisons, faithfulness_summary,
+                                                plausibility_faithfulness)
+    table, alignment = _faithfulness_frames()
+    shuffled = table.sample(frac=1.0, random_state=1)                  # pairing is by image, not by row
+    summary = faithfulness_summary(shuffled, STATS)
+    row = summary[(summary["method"] == "cls") & (summary["layer"] == 0) & (summary["order"] == "map")
+                  & (summary["metric"] == "deletion_auc")].iloc[0]
+    values = table[(table["method"] == "cls") & (table["layer"] == 0) & (table["order"] == "map")]["deletion_auc"]
+    assert (row["n"], row["n_dropped"]) == (11, 1)
+    assert row["mean"] == pytest.approx(np.nanmean(values))
+    assert row["ci_low"] < row["mean"] < row["ci_high"]
+
+    comparisons = faithfulness_comparisons(shuffled, STATS)
+    deletion = comparisons[comparisons["metric"] == "deletion_auc"]
+    assert deletion["kind"].value_counts().to_dict() == {"random": 3, "methods": 1}
+    against = deletion[(deletion["kind"] == "methods")].iloc[0]
+    assert (against["method_a"], against["layer_a"], against["method_b"]) == ("cls", 1, "rollout")
+    pick = lambda m, l, o: table[(table["method"] == m) & (table["layer"] == l) & (table["order"] == o)]  # noqa: E731
+    a = pick("cls", 1, "map").sort_values("image_id")["deletion_auc"].to_numpy()
+    b = pick("rollout", -1, "map").sort_values("image_id")["deletion_auc"].to_numpy()
+    assert against["p_ttest"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert against["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert against["cohens_dz"] == pytest.approx((a - b).mean() / (a - b).std(ddof=1))
+    family = deletion[deletion["kind"] == "random"]
+    p = family["p_ttest"].to_numpy()
+    order = np.argsort(p)
+    holm = np.minimum(np.maximum.accumulate(p[order] * np.arange(3, 0, -1)), 1.0)
+    np.testing.assert_allclose(family["p_ttest_holm"].to_numpy()[order], holm)
+
+    plausibility = plausibility_faithfulness(shuffled, alignment, 20.0, STATS)
+    assert len(plausibility) == 3
+    cls0 = plausibility[(plausibility["method"] == "cls") & (plausibility["layer"] == 0)].iloc[0]
+    iou = alignment[(alignment["method"] == "cls") & (alignment["layer"] == 0) & (alignment["threshold"] == 20.0)]
+    iou = iou.sort_values("image_id")["iou"].to_numpy()
+    auc = pick("cls", 0, "map").sort_values("image_id")["deletion_auc"].to_numpy()
+    kept = ~np.isnan(auc)
+    assert cls0["n"] == 11 and cls0["iou_mean"] == pytest.approx(iou[kept].mean())
+    assert cls0["rho_images"] == pytest.approx(stats.spearmanr(iou[kept], auc[kept]).statistic)
+    assert cls0["rho_maps"] == pytest.approx(stats.spearmanr(plausibility["iou_mean"],
+                                                             plausibility["deletion_mean"]).statistic)
