@@ -588,6 +588,11 @@ def _stats_summary(dataset):
     return path if _made_by_a_rule(path) else None
 
 
+def _plausibility_faithfulness(dataset):
+    path = f"results/stats/{dataset}/plausibility_faithfulness.parquet"
+    return path if _made_by_a_rule(path) else None
+
+
 def _caption_distributions(dataset):
     path = f"results/{dataset}/captions/distributions.parquet"
     return path if _made_by_a_rule(path) else None
@@ -602,6 +607,7 @@ def dashboard_layout(wildcards):
             "thresholds": ALIGNMENT["thresholds"],
             "analysis_size": ALIGNMENT["analysis_size"],
             "summary": _stats_summary(dataset),
+            "faithfulness": _plausibility_faithfulness(dataset),
             "reference_threshold": figure_threshold(),
         }
     return {
@@ -625,7 +631,7 @@ def dashboard_inputs(wildcards):
                    for model in DATASETS[dataset]["models"]
                    for variant in variants_of(dataset, model)
                    for name in ("attention.h5", "alignment.parquet", "alignment_features.parquet")]
-        inputs += [path for path in [_stats_summary(dataset)] if path]
+        inputs += [path for path in [_stats_summary(dataset), _plausibility_faithfulness(dataset)] if path]
     for dataset in GEO_DATASETS:
         for model in DATASETS[dataset]["models"]:
             inputs.append(f"results/{dataset}/{model}/probes.parquet")

@@ -200,6 +200,29 @@ def test_statistics_summary_is_used_when_present(tmp_path):
     board = index["datasets"][0]["leaderboard"]
     assert board["source"] == "statistics"
     assert board["table"]["columns"]["ci_low"] == [0.2] and board["table"]["columns"]["mean"] == [0.25]
+    assert index["datasets"][0]["faithfulness"] is None
+
+
+def test_plausibility_vs_faithfulness_view_holds_each_methods_last_head_mean_map(tmp_path):
+    from encoderlens.faithfulness.stats import PLAUSIBILITY_COLUMNS
+    layout = write_study(tmp_path)
+    rows = []
+    for method, layer, head, iou in (("cls", 2, -1, 0.1), ("cls", 3, -1, 0.2), ("cls", 3, 0, 0.9),
+                                     ("rollout", -1, -1, 0.3)):
+        row = dict.fromkeys(PLAUSIBILITY_COLUMNS, 0.5)
+        row.update(model="vit_a", variant="frozen", method=method, layer=layer, head=head, threshold=30.0, n=4,
+                   iou_mean=iou, iou_ci_low=iou - 0.05, deletion_mean=0.7 - iou, n_maps=3, small_n=True)
+        rows.append(row)
+    pd.DataFrame(rows)[PLAUSIBILITY_COLUMNS].to_parquet(tmp_path / "plausibility.parquet")
+    layout["annotated"]["demo"]["faithfulness"] = str(tmp_path / "plausibility.parquet")
+    out = build_dashboard(layout, tmp_path / "dashboard", SETTINGS, results=tmp_path / "results")
+    (index,) = registered(out / "data" / "index.js")
+    view = index["datasets"][0]["faithfulness"]["columns"]
+    expand = lambda column: [column["levels"][c] for c in column["codes"]] if isinstance(column, dict) else column  # noqa: E731
+    assert expand(view["method"]) == ["cls", "rollout"] and view["layer"] == [3, -1]
+    assert view["iou_mean"] == [0.2, 0.3] and view["iou_ci_low"] == [0.15, 0.25]
+    assert view["deletion_mean"] == [0.5, 0.4]
+    assert "faithfulnessView" in (out / "assets" / "app.js").read_text()
 
 
 def test_missing_input_names_the_file_and_leaves_no_partial_site(tmp_path):

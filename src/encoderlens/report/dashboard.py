@@ -31,7 +31,7 @@ from .dashboard_data import (annotated_images, attention_entries, baseline_score
 from ..tables import atomic_folder
 from .figures import reference_threshold
 from .figures_geo import GEOSCORE_MAX, probe_table
-from .dashboard_encode import js_call
+from .dashboard_encode import columns, js_call
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,13 @@ def _annotated_dataset(name: str, spec: dict, results: Path, site: Path, setting
         source = "computed"
         leaderboard = leaderboard_table(summary)
 
+    faithfulness = None
+    faithfulness_path = spec.get("faithfulness")
+    if faithfulness_path and Path(faithfulness_path).exists():
+        from .figures_faithfulness import plausibility_points
+        points = plausibility_points(read_table(Path(faithfulness_path), "plausibility vs faithfulness"))
+        faithfulness = columns(points.drop(columns="small_n"), decimals=6)
+
     image_list = []
     for index, row in enumerate(images.itertuples()):
         stem = f"{index:04d}"
@@ -139,6 +146,7 @@ def _annotated_dataset(name: str, spec: dict, results: Path, site: Path, setting
         "earlier": bool(spec.get("earlier")),
         "baselines": sorted(baselines["method"].astype(str).unique()), "images": image_list,
         "leaderboard": {"source": source, "table": leaderboard},
+        "faithfulness": faithfulness,
     }
 
 
