@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard_support import MODELS, N_IMAGES, SETTINGS, THRESHOLDS, registered, write_study
+from dashboard_support import (MODELS, N_IMAGES, SETTINGS, THRESHOLDS, registered, write_plausibility,
+                               write_study)
 from encoderlens.attention.methods import read_method
 from encoderlens.report.dashboard import build_dashboard
 from encoderlens.report.dashboard_encode import (MISSING, b85, b85_decode, dequantise_maps, format_score,
@@ -204,17 +205,7 @@ def test_statistics_summary_is_used_when_present(tmp_path):
 
 
 def test_plausibility_vs_faithfulness_view_holds_each_methods_last_head_mean_map(tmp_path):
-    from encoderlens.faithfulness.stats import PLAUSIBILITY_COLUMNS
-    layout = write_study(tmp_path)
-    rows = []
-    for method, layer, head, iou in (("cls", 2, -1, 0.1), ("cls", 3, -1, 0.2), ("cls", 3, 0, 0.9),
-                                     ("rollout", -1, -1, 0.3)):
-        row = dict.fromkeys(PLAUSIBILITY_COLUMNS, 0.5)
-        row.update(model="vit_a", variant="frozen", method=method, layer=layer, head=head, threshold=30.0, n=4,
-                   iou_mean=iou, iou_ci_low=iou - 0.05, deletion_mean=0.7 - iou, n_maps=3, small_n=True)
-        rows.append(row)
-    pd.DataFrame(rows)[PLAUSIBILITY_COLUMNS].to_parquet(tmp_path / "plausibility.parquet")
-    layout["annotated"]["demo"]["faithfulness"] = str(tmp_path / "plausibility.parquet")
+    layout = write_plausibility(tmp_path, write_study(tmp_path))
     out = build_dashboard(layout, tmp_path / "dashboard", SETTINGS, results=tmp_path / "results")
     (index,) = registered(out / "data" / "index.js")
     view = index["datasets"][0]["faithfulness"]["columns"]
