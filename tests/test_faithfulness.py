@@ -14,6 +14,15 @@ from encoderlens.faithfulness.job import COLUMNS, chosen_variants, faithfulness_
 from encoderlens.models.registry import build_tiny, load_adapter
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one torch thread is as fast, and does not stall when the machine is oversubscribed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_step_counts_and_area():
     assert step_counts(64, 16).tolist() == list(range(0, 65, 4))
     assert step_counts(5, 16).tolist() == [0, 1, 2, 3, 4, 5]          # more steps than cells
