@@ -702,23 +702,23 @@ def faithfulness_params(wildcards):
         key: entry[key] for key in ("family", "image_size", "device")}
 
 
-def faithfulness_tables(dataset, name="faithfulness.parquet"):
+def faithfulness_files(dataset, name="faithfulness.parquet"):
     return [f"results/{dataset}/{model}/{variant}/{name}"
             for model in DATASETS[dataset]["models"] for variant in faithfulness_variants_of(dataset, model)]
 
 
 def faithfulness_stats_inputs(wildcards):
-    return {"faithfulness": faithfulness_tables(wildcards.dataset),
-            "alignment": faithfulness_tables(wildcards.dataset, "alignment.parquet")}
+    return {"faithfulness": faithfulness_files(wildcards.dataset),
+            "alignment": faithfulness_files(wildcards.dataset, "alignment.parquet")}
 
 
-FAITHFULNESS_DATASETS = [dataset for dataset in ANNOTATED_DATASETS if faithfulness_tables(dataset)]
+FAITHFULNESS_DATASETS = [dataset for dataset in ANNOTATED_DATASETS if faithfulness_files(dataset)]
 FAITHFULNESS_STATS_TABLES = ("faithfulness_summary", "faithfulness_comparisons", "plausibility_faithfulness")
 
 
 def faithfulness_targets():
     targets = []
     for dataset in FAITHFULNESS_DATASETS:
-        targets += faithfulness_tables(dataset)
+        targets += faithfulness_files(dataset)
         targets += [f"results/stats/{dataset}/{name}.parquet" for name in FAITHFULNESS_STATS_TABLES]
     return targets
