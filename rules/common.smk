@@ -623,7 +623,7 @@ def all_targets():
     manifests = [f"results/{dataset}/manifest.parquet" for dataset in DATASETS]
     return ([PREFLIGHT, GEONAMES_PLACES] + manifests + extraction_targets() + alignment_targets()
             + geo_targets() + dashboard_targets() + finetune_targets() + caption_targets()
-            + figure_targets() + stats_targets() + summary_targets())
+            + figure_targets() + stats_targets() + summary_targets() + faithfulness_targets())
 
 
 # ---- dashboard ---------------------------------------------------------------------------------
@@ -647,6 +647,11 @@ def _stats_summary(dataset):
     return path if _made_by_a_rule(path) else None
 
 
+def _plausibility_faithfulness(dataset):
+    path = f"results/stats/{dataset}/plausibility_faithfulness.parquet"
+    return path if _made_by_a_rule(path) else None
+
+
 def _caption_distributions(dataset):
     path = f"results/{dataset}/captions/distributions.parquet"
     return path if _made_by_a_rule(path) else None
@@ -661,6 +666,7 @@ def dashboard_layout(wildcards):
             "thresholds": ALIGNMENT["thresholds"],
             "analysis_size": ALIGNMENT["analysis_size"],
             "summary": _stats_summary(dataset),
+            "faithfulness": _plausibility_faithfulness(dataset),
             "reference_threshold": figure_threshold(),
         }
     return {
@@ -686,7 +692,7 @@ def dashboard_inputs(wildcards):
                    for model in DATASETS[dataset]["models"]
                    for variant in variants_of(dataset, model)
                    for name in ("attention.h5", "alignment.parquet", "alignment_features.parquet")]
-        inputs += [path for path in [_stats_summary(dataset)] if path]
+        inputs += [path for path in [_stats_summary(dataset), _plausibility_faithfulness(dataset)] if path]
     for dataset in GEO_DATASETS:
         for model in DATASETS[dataset]["models"]:
             inputs.append(f"results/{dataset}/{model}/probes.parquet")
@@ -725,3 +731,59 @@ def preflight_plan(wildcards):
                    for name, entry in MODELS.items()},
         "seconds_per_image": EXTRACTION_SECONDS_PER_IMAGE,
     }
+
+
+def faithfulness_stats_params(wildcards):
+    keys = ("n_resamples", "confidence", "seed", "alpha", "min_n")
+    return {key: STATS[key] for key in keys} | {"threshold": figure_threshold()}
+
+
+# ---- faithfulness -------------------------------------------------------------------------------
+FAITHFULNESS = config["faithfulness"]
+FAITHFULNESS_KEYS = ("methods", "heads", "layers", "orders", "steps", "perturbation", "blur_sigma", "target",
+                     "max_images", "batch_size", "seed")
+
+
+def _check_faithfulness_models():
+    unknown = [m for m in FAITHFULNESS["models"] or [] if m not in MODELS]
+    if unknown:
+        raise ValueError(f"config: faithfulness.models names {unknown}, which are not keys of models")
+
+
+_check_faithfulness_models()
+
+
+def faithfulness_variants_of(dataset, model):
+    """The variants whose maps get deletion and insertion curves (faithfulness: enabled, models, variants)."""
+    chosen = FAITHFULNESS["models"]
+    if not FAITHFULNESS["enabled"] or dataset not in ANNOTATED_DATASETS or (chosen is not None and model not in chosen):
+        return []
+    return [v for v in variants_of(dataset, model) if v in FAITHFULNESS["variants"]]
+
+
+def faithfulness_params(wildcards):
+    entry = MODELS[wildcards.model]
+    return {key: FAITHFULNESS[key] for key in FAITHFULNESS_KEYS} | {
+        key: entry[key] for key in ("family", "image_size", "device")}
+
+
+def faithfulness_files(dataset, name="faithfulness.parquet"):
+    return [f"results/{dataset}/{model}/{variant}/{name}"
+            for model in DATASETS[dataset]["models"] for variant in faithfulness_variants_of(dataset, model)]
+
+
+def faithfulness_stats_inputs(wildcards):
+    return {"faithfulness": faithfulness_files(wildcards.dataset),
+            "alignment": faithfulness_files(wildcards.dataset, "alignment.parquet")}
+
+
+FAITHFULNESS_DATASETS = [dataset for dataset in ANNOTATED_DATASETS if faithfulness_files(dataset)]
+FAITHFULNESS_STATS_TABLES = ("faithfulness_summary", "faithfulness_comparisons", "plausibility_faithfulness")
+
+
+def faithfulness_targets():
+    targets = []
+    for dataset in FAITHFULNESS_DATASETS:
+        targets += faithfulness_files(dataset)
+        targets += [f"results/stats/{dataset}/{name}.parquet" for name in FAITHFULNESS_STATS_TABLES]
+    return targets

@@ -350,3 +350,47 @@ rule geo_depth_figures:
         "../envs/analysis.yaml"
     script:
         "../workflow_scripts/figure_geo_depth.py"
+
+
+# ---- faithfulness (rules/faithfulness.smk): plausibility against faithfulness, its headline table -----
+rule faithfulness_figures:
+    input:
+        plausibility="results/stats/{dataset}/plausibility_faithfulness.parquet",
+    output:
+        **figure_outputs("plausibility", "plausibility_faithfulness", "plausibility_faithfulness"),
+    params:
+        figures=alignment_figure_params,
+    log:
+        "logs/figures/{dataset}/faithfulness.log",
+    wildcard_constraints:
+        dataset=_alternatives(FAITHFULNESS_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(10, per_image_s=0.01),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/figure_faithfulness.py"
+
+
+rule faithfulness_tables:
+    input:
+        unpack(faithfulness_table_inputs),
+    output:
+        **table_outputs("faithfulness"),
+    params:
+        study="faithfulness",
+        settings=alignment_table_params,
+    log:
+        "logs/tables/{dataset}/faithfulness.log",
+    wildcard_constraints:
+        dataset=_alternatives(FAITHFULNESS_DATASETS),
+    resources:
+        mem_mb=memory_mb(2000, per_image_kb=4),
+        runtime=runtime_minutes(5, per_image_s=0.001),
+        **slurm_partition(),
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/summary_tables.py"

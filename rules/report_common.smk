@@ -19,6 +19,7 @@ FIGURE_TITLES = {
     "regional_continents": "Regional bias: continents",
     "cka": "Representation similarity (CKA)",
     "failure_gallery": "Failure gallery",
+    "plausibility_faithfulness": "Plausibility vs faithfulness",
 }
 
 
@@ -169,6 +170,8 @@ def figure_targets():
         tuned = _tuned_models(dataset)
         if tuned and all(_producible(f"results/{dataset}/{m}/finetune/delta_iou.parquet") for m in tuned):
             targets += _figure_pngs(dataset, ["delta_iou"])
+        if dataset in FAITHFULNESS_DATASETS:
+            targets += _figure_pngs(dataset, ["plausibility_faithfulness"])
     for dataset in GEO_DATASETS:
         targets += _figure_pngs(dataset, ["probe_accuracy", "cosine_distance", "geoscore", "gallery"])
         if GEO["depth"]["enabled"] and DATASETS[dataset]["models"]:
@@ -190,6 +193,7 @@ STUDY_TABLES = {
     "geo": ("probes", "knn"),
     "geo_depth": ("geo_model_pairs", "regional_continents", "geo_failures"),
     "planted": ("planted",),
+    "faithfulness": ("faithfulness",),
     "calibration": ("calibration",),
     "captions": ("caption_accuracy", "caption_unknown", "caption_diversity"),
 }
@@ -201,6 +205,7 @@ TABLE_SUBCATEGORY = {  # a table sits next to the figure that draws it in the re
     "geo_model_pairs": "Representation similarity (CKA)", "regional_continents": "Regional bias: continents",
     "planted": "Regional bias: world", "geo_failures": "Failure gallery",
     "caption_unknown": "Caption continents", "caption_diversity": "Caption diversity",
+    "faithfulness": "Plausibility vs faithfulness",
 }
 
 
@@ -254,6 +259,12 @@ def geo_depth_table_inputs(wildcards):
             "failures": f"{folder}/failures.parquet"}
 
 
+def faithfulness_table_inputs(wildcards):
+    folder = f"results/stats/{wildcards.dataset}"
+    return {"plausibility": f"{folder}/plausibility_faithfulness.parquet",
+            "comparisons": f"{folder}/faithfulness_comparisons.parquet"}
+
+
 def planted_table_inputs(wildcards):
     return {"planted": f"results/{wildcards.dataset}/geo/planted.parquet"}
 
@@ -283,6 +294,7 @@ def _study_datasets():
         "geo": list(GEO_DATASETS),
         "geo_depth": [d for d in GEO_DATASETS if GEO["depth"]["enabled"] and DATASETS[d]["models"]],
         "planted": [d for d in PLANTED_DATASETS if DATASETS[d]["models"]],
+        "faithfulness": list(FAITHFULNESS_DATASETS),
         "calibration": [d for d in GEO_DATASETS if _calibrated_models(d)],
         "captions": [d for d in CAPTION_DATASETS
                      if _producible(f"results/{d}/captions/evaluation.parquet")],

@@ -238,3 +238,20 @@ def write_failures(results: Path, rng) -> None:
              distance_km=300.5, neighbours="q2 q4 q5"),
     ]
     write_table(pd.DataFrame(rows), results / "streets" / "geo" / "failures.parquet")
+
+
+def write_plausibility(root: Path, layout: dict) -> dict:
+    """A plausibility_faithfulness table for vit_a (cls at layers 2 and 3, a head of layer 3, rollout),
+    named in the layout; the view draws cls at layer 3 (head mean) and rollout."""
+    from encoderlens.faithfulness.stats import PLAUSIBILITY_COLUMNS
+    rows = []
+    for method, layer, head, iou in (("cls", 2, -1, 0.1), ("cls", 3, -1, 0.2), ("cls", 3, 0, 0.9),
+                                     ("rollout", -1, -1, 0.3)):
+        row = dict.fromkeys(PLAUSIBILITY_COLUMNS, 0.5)
+        row.update(model="vit_a", variant="frozen", method=method, layer=layer, head=head, threshold=30.0, n=4,
+                   iou_mean=iou, iou_ci_low=iou - 0.05, deletion_mean=0.7 - iou, n_maps=3, small_n=True)
+        rows.append(row)
+    path = root / "plausibility_faithfulness.parquet"
+    pd.DataFrame(rows)[PLAUSIBILITY_COLUMNS].to_parquet(path)
+    layout["annotated"]["demo"]["faithfulness"] = str(path)
+    return layout

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard_support import MODELS, N_IMAGES, SETTINGS, THRESHOLDS, registered, write_study
+from dashboard_support import (MODELS, N_IMAGES, SETTINGS, THRESHOLDS, registered, write_plausibility,
+                               write_study)
 from encoderlens.attention.methods import read_method
 from encoderlens.report.dashboard import build_dashboard
 from encoderlens.report.dashboard_encode import (MISSING, b85, b85_decode, dequantise_maps, format_score,
@@ -200,6 +201,19 @@ def test_statistics_summary_is_used_when_present(tmp_path):
     board = index["datasets"][0]["leaderboard"]
     assert board["source"] == "statistics"
     assert board["table"]["columns"]["ci_low"] == [0.2] and board["table"]["columns"]["mean"] == [0.25]
+    assert index["datasets"][0]["faithfulness"] is None
+
+
+def test_plausibility_vs_faithfulness_view_holds_each_methods_last_head_mean_map(tmp_path):
+    layout = write_plausibility(tmp_path, write_study(tmp_path))
+    out = build_dashboard(layout, tmp_path / "dashboard", SETTINGS, results=tmp_path / "results")
+    (index,) = registered(out / "data" / "index.js")
+    view = index["datasets"][0]["faithfulness"]["columns"]
+    expand = lambda column: [column["levels"][c] for c in column["codes"]] if isinstance(column, dict) else column  # noqa: E731
+    assert expand(view["method"]) == ["cls", "rollout"] and view["layer"] == [3, -1]
+    assert view["iou_mean"] == [0.2, 0.3] and view["iou_ci_low"] == [0.15, 0.25]
+    assert view["deletion_mean"] == [0.5, 0.4]
+    assert "faithfulnessView" in (out / "assets" / "app.js").read_text()
 
 
 def test_missing_input_names_the_file_and_leaves_no_partial_site(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from dashboard_support import (MODELS, SETTINGS, THRESHOLDS, canvas_pixels, choose, chromium_binary,
                                expected_scores, registered, shown_scores, wait_ready, write_geo_and_captions,
-                               write_study)
+                               write_plausibility, write_study)
 from encoderlens.alignment.resize import upsample
 from encoderlens.alignment.thresholds import mass_threshold
 from encoderlens.report.dashboard import build_dashboard
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("dashboard_browser")
-    layout = write_study(root, seed=3) | write_geo_and_captions(root / "results")
+    layout = write_plausibility(root, write_study(root, seed=3)) | write_geo_and_captions(root / "results")
     site = build_dashboard(layout, root / "dashboard", SETTINGS, results=root / "results")
     return root, site
 
@@ -143,6 +143,9 @@ def test_other_pages_render(study, page):
     page.wait_for_function("() => document.body.dataset.ready === '1'")
     rows = page.locator("#page-leaderboard table.leaderboard tr").count()
     assert rows == 1 + sum(len(v) * (2 if m == "vit_a" else 1) for m, v in MODELS.items()) + 2  # + baselines
+    # plausibility vs faithfulness: one point and one row per method (cls at its last layer, rollout)
+    assert page.locator("#page-leaderboard .faithfulness svg .point").count() == 2
+    assert page.locator("#page-leaderboard table.faithfulness tr").count() == 1 + 2
     page.goto(f"file://{site}/index.html#features")
     page.wait_for_selector("#page-features table.heat")
     assert page.locator("#page-features table.breakdown tr").count() > 1

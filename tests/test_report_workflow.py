@@ -30,6 +30,8 @@ def expected_figures(workdir):
         expected |= {"demo_churches/delta_iou.png"}
     if (rules / "captions.smk").exists():
         expected |= {"demo_captions/caption_continents.png"}
+    if (rules / "faithfulness.smk").exists():
+        expected |= {"demo_churches/plausibility_faithfulness.png"}
     return expected
 
 
@@ -106,7 +108,7 @@ def test_report_archive_and_html_hold_every_figure_and_table(demo_run, tmp_path)
 # the headline tables each study of the demo publishes (rules/report_common.smk: STUDY_TABLES)
 DEMO_TABLES = {
     "demo_churches": ("leaderboard", "model_comparisons", "variant_comparisons", "head_specialisation",
-                      "finetune", "style_probe"),
+                      "finetune", "style_probe", "faithfulness"),
     "demo_streets": ("probes", "knn", "calibration"),
     "demo_captions": ("caption_accuracy", "caption_unknown", "caption_diversity"),
 }

@@ -35,7 +35,7 @@ from ..tables import atomic_folder
 from .figures import reference_threshold
 from .figures_geo import GEOSCORE_MAX, probe_table
 from .figures_geo_depth import failure_attention
-from .dashboard_encode import b85, js_call, quantise_maps
+from .dashboard_encode import b85, columns, js_call, quantise_maps
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,13 @@ def _annotated_dataset(name: str, spec: dict, results: Path, site: Path, setting
         source = "computed"
         leaderboard = leaderboard_table(summary)
 
+    faithfulness = None
+    faithfulness_path = spec.get("faithfulness")
+    if faithfulness_path and Path(faithfulness_path).exists():
+        from .figures_faithfulness import plausibility_points
+        points = plausibility_points(read_table(Path(faithfulness_path), "plausibility vs faithfulness"))
+        faithfulness = columns(points.drop(columns="small_n"), decimals=6)
+
     image_list = []
     for index, row in enumerate(images.itertuples()):
         stem = f"{index:04d}"
@@ -143,6 +150,7 @@ def _annotated_dataset(name: str, spec: dict, results: Path, site: Path, setting
         "earlier": bool(spec.get("earlier")),
         "baselines": sorted(baselines["method"].astype(str).unique()), "images": image_list,
         "leaderboard": {"source": source, "table": leaderboard},
+        "faithfulness": faithfulness,
     }
 
 

@@ -395,6 +395,42 @@ def planted_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
         ["model", "check", "observed", "reference", "n", "recovered"])}
 
 
+def faithfulness_tables(inputs: Mapping, settings: Mapping) -> dict[str, Table]:
+    from encoderlens.faithfulness.stats import representative_maps
+
+    dataset = settings["dataset"]
+    plausibility_path, comparisons_path = str(inputs["plausibility"]), str(inputs["comparisons"])
+    plausibility = pd.read_parquet(plausibility_path)
+    parts = [representative_maps(frame) for _, frame in plausibility.groupby(["model", "variant"], sort=False)]
+    points = pd.concat(parts, ignore_index=True) if parts else plausibility.iloc[:0]
+    comparisons = pd.read_parquet(comparisons_path)
+    against = comparisons[(comparisons["kind"] == "random") & (comparisons["metric"] == "deletion_auc")
+                          & (comparisons["order_a"] == "map")]
+    against = against.rename(columns={"method_a": "method", "layer_a": "layer", "head_a": "head",
+                                      "mean_b": "random_deletion_mean", "mean_diff": "delta_vs_random",
+                                      "diff_ci_low": "delta_ci_low", "diff_ci_high": "delta_ci_high",
+                                      "reject_ttest": "holm_significant"})
+    keys = ["model", "variant", "method", "layer", "head"]
+    table = points.merge(against[[*keys, "random_deletion_mean", "delta_vs_random", "delta_ci_low",
+                                  "delta_ci_high", "p_ttest_holm", "holm_significant"]], on=keys, how="left")
+    table = table[[*keys, "n", "deletion_mean", "deletion_ci_low", "deletion_ci_high", "random_deletion_mean",
+                   "delta_vs_random", "delta_ci_low", "delta_ci_high", "p_ttest_holm", "holm_significant",
+                   "threshold", "iou_mean", "iou_ci_low", "iou_ci_high", "rho_images", "rho_maps", "small_n"]]
+    return {"faithfulness": Table(
+        "Faithfulness of the maps, beside their plausibility",
+        tidy(table, dataset),
+        "Per model and method (its head-mean map at its last stored layer): mean deletion AUC (the explained "
+        "scalar's area under the deletion curve, cells removed in the map's order; lower is more faithful) "
+        "with a 95% bootstrap CI, the same for the random order on the same images, their paired difference "
+        "(map − random; negative: the map finds what matters faster than chance) with its CI and Holm-"
+        "corrected paired t p-value, and the mean IoU with the expert boxes at the reference threshold. "
+        "rho_images: Spearman's rho of IoU and deletion AUC over images; rho_maps: over the model's maps. "
+        f"{LAYER_HEAD_NOTE}.",
+        [plausibility_path, comparisons_path], f"results/figures/{dataset}/plausibility_faithfulness.png",
+        ["model", "variant", "method", "layer", "n", "deletion_mean", "random_deletion_mean", "delta_vs_random",
+         "p_ttest_holm", "iou_mean", "rho_images"])}
+
+
 @dataclass(frozen=True)
 class Study:
     title: str
@@ -412,6 +448,8 @@ STUDIES: dict[str, Study] = {
     "geo": Study("What does an encoder know about place? (street views)", ("probes", "knn"), geo_tables),
     "geo_depth": Study("Where does geolocation fail, for whom, and how do models differ? (street views)",
                        ("geo_model_pairs", "regional_continents", "geo_failures"), geo_depth_tables),
+    "faithfulness": Study("Does the map matter to the model? (faithfulness)", ("faithfulness",),
+                          faithfulness_tables),
     "planted": Study("Planted answers (synthetic streets)", ("planted",), planted_tables),
     "calibration": Study("Distance calibration", ("calibration",), calibration_tables),
     "captions": Study("Where do the captions' images come from? (captions)",

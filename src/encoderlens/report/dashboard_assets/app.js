@@ -700,6 +700,51 @@ const encoderlens = (() => {
         "(alignment_summary.parquet). Whole maps only: the head mean for per-head methods."
       : "Means over scorable images computed from alignment.parquet (the statistics stage did not " +
         "run, so no confidence intervals). Whole maps only: the head mean for per-head methods." }));
+    if (dataset.faithfulness) page.append(faithfulnessView(dataset));
+  }
+
+  // plausibility (IoU) against faithfulness (deletion AUC) of each model's methods, with their CIs,
+  // from the statistics stage's plausibility_faithfulness.parquet (the figure's points)
+  function faithfulnessView(dataset) {
+    const rows = (dataset.faithfulnessRows ||= rowsOf(dataset.faithfulness));
+    const wrap = element("div", { class: "faithfulness" }, [element("h3", { text: "Plausibility vs faithfulness" })]);
+    const finite = (values) => values.filter((v) => v !== null && Number.isFinite(v));
+    const xs = finite(rows.flatMap((r) => [r.iou_ci_low, r.iou_ci_high, r.iou_mean]));
+    const ys = finite(rows.flatMap((r) => [r.deletion_ci_low, r.deletion_ci_high, r.deletion_mean]));
+    if (xs.length && ys.length) {
+      const pad = (lo, hi) => { const d = (hi - lo) * 0.1 || 0.01; return [lo - d, hi + d]; };
+      const f = frame({ x: pad(Math.min(...xs), Math.max(...xs)), y: pad(Math.min(...ys), Math.max(...ys)),
+                        xLabel: `IoU at ${number(rows[0].threshold)}% mass (plausibility)`,
+                        yLabel: "deletion AUC (lower: more faithful)", height: 300 });
+      const methods = [...new Set(rows.map((r) => r.method))];
+      const models = [...new Set(rows.map((r) => `${r.model} (${r.variant})`))];
+      for (const r of rows) {
+        const colour = SERIES[methods.indexOf(r.method) % SERIES.length];
+        const x = f.sx(r.iou_mean), y = f.sy(r.deletion_mean);
+        if (r.iou_ci_low !== null) f.svg.append(svgNode("line", { x1: f.sx(r.iou_ci_low), x2: f.sx(r.iou_ci_high), y1: y, y2: y, stroke: colour }));
+        if (r.deletion_ci_low !== null) f.svg.append(svgNode("line", { x1: x, x2: x, y1: f.sy(r.deletion_ci_low), y2: f.sy(r.deletion_ci_high), stroke: colour }));
+        const shape = models.indexOf(`${r.model} (${r.variant})`) % 2
+          ? svgNode("rect", { x: x - 4, y: y - 4, width: 8, height: 8 }) : svgNode("circle", { cx: x, cy: y, r: 4.5 });
+        shape.setAttribute("fill", colour);
+        shape.setAttribute("class", "point");
+        shape.setAttribute("data-method", r.method);
+        shape.append(svgNode("title", {}, `${r.model} (${r.variant}) ${r.method}: IoU ${number(r.iou_mean)}, deletion AUC ${number(r.deletion_mean)}`));
+        f.svg.append(shape);
+      }
+      wrap.append(f.svg, legend(methods));
+    }
+    const ci = (low, high) => (low === null ? "—" : `[${number(low)}, ${number(high)}]`);
+    wrap.append(htmlTable(rows.map((r) => ({
+      model: r.model, variant: r.variant, method: r.method, layer: r.layer < 0 ? "—" : r.layer, n: r.n,
+      "IoU": r.iou_mean, "IoU 95% CI": ci(r.iou_ci_low, r.iou_ci_high), "deletion AUC": r.deletion_mean,
+      "deletion 95% CI": ci(r.deletion_ci_low, r.deletion_ci_high), "Spearman ρ (images)": r.rho_images })),
+      ["model", "variant", "method", "layer", "n", "IoU", "IoU 95% CI", "deletion AUC", "deletion 95% CI",
+       "Spearman ρ (images)"], "faithfulness"));
+    wrap.append(element("p", { class: "note", text: "Each method's head-mean map at its last stored layer: mean IoU " +
+      "with the expert boxes and mean deletion AUC (the explained scalar's area under the deletion curve; lower: " +
+      "the model needs what the map ranks first) over the same images, with bootstrap 95% CIs " +
+      "(plausibility_faithfulness.parquet)." }));
+    return wrap;
   }
 
   // ---- per-feature breakdown and head x feature heatmap ------------------------------------------
