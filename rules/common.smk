@@ -6,7 +6,7 @@ import os
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from encoderlens.attention.methods import methods_for
+from encoderlens.attention.methods import extraction_cost, methods_for
 from encoderlens.config_check import check_config
 from encoderlens.data.listing import listing_fingerprint, metadata_files
 from encoderlens.data.local_layout import format_options, local_dataset_problem
@@ -723,7 +723,10 @@ def preflight_plan(wildcards):
         "root": ".",
         "datasets": {name: {"images": dataset_images(name), "source": entry["source"], "format": entry["format"],
                             "models": list(entry["models"]),
-                            "passes": {model: len(variants_of(name, model)) for model in entry["models"]}}
+                            "passes": {model: len(variants_of(name, model)) for model in entry["models"]},
+                            # an image's extraction pass in plain forward passes (gradient maps included)
+                            "forwards": {model: extraction_cost(MODELS[model]["family"], MODELS[model])
+                                         for model in entry["models"]}}
                      for name, entry in DATASETS.items()},
         "models": {name: {"source": entry["source"], "hub_id": entry.get("hub_id"), "family": entry["family"],
                           "device": entry["device"], "all_layers": entry["attention_layers"] == "all",

@@ -95,3 +95,20 @@ def test_until_preflight_runs_it_alone_and_first(workflow_copy):
     assert "check" in result.stdout and "disk" in result.stdout  # the table, on the terminal
     log = (workflow_copy / "logs" / "preflight.log").read_text().splitlines()
     assert log[-1].startswith("done: wrote results/preflight.txt (")
+
+
+def test_gradient_maps_scale_the_projected_time_not_the_disk(tmp_path, monkeypatch):
+    """A model extracting Chefer and IG maps costs 1 + 1.2 + 2.2 x 8 steps = 19.8 forward passes per image."""
+    from encoderlens.attention.methods import extraction_cost
+
+    forwards = extraction_cost("clip", {"map_methods": ["cls", "chefer", "ig"], "ig": {"steps": 8}})
+    assert forwards == pytest.approx(1 + 1.2 + 2.2 * 8)
+    assert extraction_cost("clip", {"map_methods": None}) == 1.0  # cls and rollout ride on the forward
+    assert extraction_cost("resnet", {"map_methods": None}) == pytest.approx(2.7)  # Grad-CAM by default
+    monkeypatch.chdir(tmp_path)
+    heavy = plan()
+    heavy["datasets"]["osv5m"]["forwards"] = {"big": forwards}
+    checks = by_name(run_checks(heavy, environ={}, free_bytes=100 * GB, accelerator=no_gpu))
+    # 152.8 h x 19.8 = 3025 h on the CPU; 1.4 h x 19.8 = 27.5 h on a GPU; the disk as without the maps
+    assert checks["GPU"].note.endswith("extraction ≈ 3,025.0 h on the CPU (≈ 27.5 h on a GPU)")
+    assert checks["disk"].value == "≈ 12.7 GB needed, 100.0 GB free"

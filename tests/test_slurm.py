@@ -30,11 +30,12 @@ pytestmark = pytest.mark.e2e
 
 PARTITION = "encoderlens_test"
 
-# the slice: every GPU rule (extraction, the three fine-tunings, probes, distance calibration, the caption
-# models) and the datasets, alignment, embedding_analyses, geo, statistics and caption_analyses groups
+# the slice: every GPU rule (extraction, the three fine-tunings, faithfulness curves, probes, distance
+# calibration, the caption models) and the datasets, alignment, embedding_analyses, geo, statistics and caption_analyses groups
 TARGETS = (
     "results/demo_churches/tiny_clip/finetune/delta_iou.parquet",
     "results/demo_churches/tiny_clip/style_probe.parquet",
+    "results/demo_churches/tiny_clip/frozen/faithfulness.parquet",
     "results/demo_streets/tiny_clip/probes.parquet",
     "results/demo_streets/tiny_clip/frozen/attention_stats.parquet",
     "results/demo_streets/tiny_clip/distcal/knn.parquet",
@@ -166,7 +167,7 @@ def group_job_name(group, members):
 
 
 # rules that may hold a GPU (resources: gpu): the SLURM profile never groups them
-GPU_RULES = {"extract", "finetune_linear", "finetune_lora", "finetune_full", "probes",
+GPU_RULES = {"extract", "finetune_linear", "finetune_lora", "finetune_full", "faithfulness", "probes",
              "distance_calibration", "caption_translate", "place_name_index", "caption_retrieve",
              "caption_embeddings"}
 

@@ -10,7 +10,8 @@ The plan (built by the workflow from the config):
 
     {"root": ".",                                       # the folder results/ and resources/ live in
      "datasets": {name: {"images": int, "source": str, "format": str, "models": [model, ...],
-                         "passes": {model: int}}},       # extraction passes: variants per model
+                         "passes": {model: int},         # extraction passes: variants per model
+                         "forwards": {model: float}}},   # a pass per image in forward passes (maps)
      "models": {name: {"source": str, "hub_id": str | None, "family": str, "device": str,
                        "all_layers": bool, "folder": "resources/models/<name>"}},
      "seconds_per_image": {"gpu": float, "cpu": float}}  # extraction cost of a ViT-B/16
@@ -173,7 +174,8 @@ def run_checks(plan: dict, environ=None, free_bytes: int | None = None,
             if model in wants_gpu:
                 # on a GPU decoding and writing set the pace; on the CPU the model's FLOPs do
                 scale = LARGE_MODEL_COST if LARGE_MODEL.search(models[model].get("hub_id") or "") else 1.0
-                images = entry["images"] * entry.get("passes", {}).get(model, 1)
+                images = (entry["images"] * entry.get("passes", {}).get(model, 1)
+                          * entry.get("forwards", {}).get(model, 1.0))
                 cpu_seconds += images * seconds["cpu"] * scale
                 gpu_seconds += images * seconds["gpu"]
     pinned = sorted(name for name in wants_gpu if models[name]["device"].startswith("cuda"))

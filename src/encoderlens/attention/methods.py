@@ -95,6 +95,14 @@ class MapMethod:
     dtype: ClassVar[type] = np.float32   # on disk
     needs_attentions: ClassVar[bool] = False  # reads the shared forward pass's attentions
     default: ClassVar[bool] = True       # computed unless the config chooses the methods
+    # what the method adds to an image's extraction, in plain forward passes of the model (measured on
+    # ViT-B/16 and the demo models, benchmarks/attribution_cost.py); read by the preflight's estimate
+    extra_forwards: ClassVar[float] = 0.0
+
+    @classmethod
+    def cost(cls, settings: Mapping) -> float:
+        """Forward passes this method adds per image under a model's config entry `settings`."""
+        return cls.extra_forwards
 
     def __init__(self, adapter: "FamilyAdapter", settings: Any, layers: list[int]):
         self.adapter = adapter
@@ -244,6 +252,7 @@ class GradCam(MapMethod):
     a pass of its own with gradients (see `attention.gradcam`)."""
 
     name = dataset = "gradcam"
+    extra_forwards = 1.7  # 2.7x the forward on the demo ResNet
 
     @classmethod
     def applies(cls, traits):
@@ -269,6 +278,7 @@ class GradCamViT(MapMethod):
 
     name = dataset = "gradcam"
     default = False
+    extra_forwards = 3.4  # 4.4x the forward on ViT-B/16
 
     @classmethod
     def applies(cls, traits):
@@ -288,6 +298,7 @@ class Chefer(MapMethod):
 
     name = dataset = "chefer"
     default = False
+    extra_forwards = 1.2  # 2.2x the forward on ViT-B/16
 
     @classmethod
     def applies(cls, traits):
@@ -307,6 +318,12 @@ class IntegratedGradients(MapMethod):
 
     name = dataset = "ig"
     default = False
+    default_steps = 32       # ig.steps when the config gives none (the schema's default too)
+    forwards_per_step = 2.2  # a forward and a backward per point: 72x the forward at 32 steps, ViT-B/16
+
+    @classmethod
+    def cost(cls, settings):
+        return cls.forwards_per_step * (settings.get("ig") or {}).get("steps", cls.default_steps)
 
     @classmethod
     def applies(cls, traits):
@@ -325,6 +342,13 @@ METHODS: tuple[type[MapMethod], ...] = (ClsAttention, Rollout, MeanReceived, Map
                                         Chefer, IntegratedGradients)
 METHOD_NAMES: tuple[str, ...] = tuple(dict.fromkeys(method.name for method in METHODS))
 ALL_METHODS = "all"
+
+
+def extraction_cost(family: str | FamilyTraits, settings: Mapping) -> float:
+    """An image's extraction under a model's config entry, in plain forward passes: the forward (with
+    the forward-pass maps) plus what each chosen gradient method adds."""
+    chosen = methods_for(family, settings.get("map_methods"))
+    return 1.0 + sum(method.cost(settings) for method in chosen)
 
 
 def methods_for(family: str | FamilyTraits, chosen: str | list[str] | None = None) -> list[type[MapMethod]]:

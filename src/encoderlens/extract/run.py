@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from encoderlens import __version__
-from encoderlens.attention.methods import ForwardPass, MapMethod, method_class, methods_for
+from encoderlens.attention.methods import (ForwardPass, IntegratedGradients, MapMethod, method_class,
+                                          methods_for)
 from encoderlens.extract.h5 import atomic_h5, create_per_image, set_attributes, write_ids
 from encoderlens.extract.loading import (DevicePreprocess, EncodedFiles, ImageFiles, collate_encoded,
                                          decode_on, loader_workers)
@@ -55,7 +56,7 @@ class ExtractionSettings:
     precision: str = "fp32"
     gradcam_target_class: int | None = None  # None: each image's own top class
     map_methods: str | list[str] | None = None  # None: each family's default methods; "all"; or names
-    ig_steps: int = 32
+    ig_steps: int = IntegratedGradients.default_steps
     ig_baseline: str = "mean"
     # rollout_*, gradcam_* and ig_* are read by those map methods
 
