@@ -59,7 +59,7 @@ rule extract_chunk:
     conda:
         "../envs/torch.yaml"
     script:
-        "../workflow_scripts/extract_chunk.py"
+        "../workflow_scripts/extract.py"
 
 
 rule gather_extraction:

@@ -15,5 +15,7 @@ extract_manifest(
     variant=snakemake.wildcards.variant,
     tuned_folder=snakemake.params.tuned_folder,
     splits=snakemake.params.splits,
+    # extract_chunk: its rows of the manifest's images; extract: all of them
+    rows=tuple(snakemake.params.rows) if hasattr(snakemake.params, "rows") else None,
 )
 log_done(snakemake.output)
