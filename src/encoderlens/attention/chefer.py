@@ -7,8 +7,9 @@ attention A_bar = mean over heads of relu(dS/dA ⊙ A), and the relevance R = I,
 from the first layer to the last; the map is the CLS row of R over the patch tokens (prefix tokens,
 CLS and registers, stay inside the product and are dropped when the row is read, as in `rollout`).
 
-The explained scalar S is the image's projection onto its own unperturbed embedding direction
-(`attention.targets.SelfSimilarity` on the adapter's pooled embedding); the gradients dS/dA of every
+The explained scalar S is the run's `attention.targets.ExplainedScalar` of the adapter's pooled
+embedding (the image's projection onto its own unperturbed embedding direction, or a fine-tuned
+head's predicted-class logit); the gradients dS/dA of every
 layer's softmax attention come from one backward pass per batch (images are independent, so the
 gradient of the batch's summed scores is each image's own).
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from encoderlens.attention.targets import SelfSimilarity
+from encoderlens.attention.targets import ExplainedScalar
 from encoderlens.models.base import FamilyAdapter
 
 
@@ -62,17 +63,18 @@ def relevance_reference(attentions: list[torch.Tensor], gradients: list[torch.Te
     return relevance
 
 
-def chefer_maps(adapter: FamilyAdapter, pixels: torch.Tensor) -> np.ndarray:
+def chefer_maps(adapter: FamilyAdapter, pixels: torch.Tensor,
+                target: ExplainedScalar | None = None) -> np.ndarray:
     """(B, gh, gw) float32 Chefer relevance of preprocessed `pixels` (B, 3, S, S), explaining each
-    image's self-similarity. A pass of its own in float32 with gradients (even inside no_grad)."""
+    image's `target` (default: its self-similarity). A pass of its own in float32 with gradients (even inside no_grad)."""
     info = adapter.info
     if not info.has_cls:
         raise ValueError(f"{info.family}: Chefer's relevance is read at the CLS row; the model has no CLS")
     pixels = pixels.detach().to(adapter.device, torch.float32)
     with torch.enable_grad():
         output = adapter.encode_with_grad(pixels, attentions=True)
-        target = SelfSimilarity(output.cls)
-        gradients = torch.autograd.grad(target(output.cls).sum(), output.attentions)
+        scalar = (target or ExplainedScalar())(output.cls)
+        gradients = torch.autograd.grad(scalar(output.cls).sum(), output.attentions)
     attentions = [a.detach() for a in output.attentions]
     return relevance_cls_row(attentions, list(gradients), info.n_prefix_tokens,
                              (info.grid_h, info.grid_w)).cpu().numpy()

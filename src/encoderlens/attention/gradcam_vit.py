@@ -9,9 +9,9 @@ attention every patch token still reaches it.
 reshape_transform: the activations and gradients (B, T, D) lose their prefix tokens (CLS, registers)
 and the patch tokens become a (B, D, gh, gw) grid, as the package's tutorial does for ViTs.
 
-Target: each image's projection onto its own unperturbed embedding direction
-(`attention.targets.SelfSimilarity` on the adapter's pooled embedding), as a pytorch-grad-cam target
-object: the package calls a target with one image's model output (D,).
+Target: the run's `attention.targets.ExplainedScalar` of the adapter's pooled embedding (each image's
+projection onto its own unperturbed embedding direction, or a fine-tuned head's predicted-class logit),
+as a pytorch-grad-cam target object: the package calls a target with one image's model output (D,).
 
 Maps: the package's channel weights (gradients averaged over the grid), weighted sum, ReLU and min-max
 scaling per image, kept at the grid resolution (gh, gw) as for ResNets (`attention.gradcam`); stored
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from encoderlens.attention.gradcam import _GridGradCAM
-from encoderlens.attention.targets import SelfSimilarity
+from encoderlens.attention.targets import ExplainedScalar, SelfSimilarity
 from encoderlens.models.base import FamilyAdapter
 
 # the first norm of a transformer block, by the names the families' layers give it
@@ -43,14 +43,21 @@ class PooledEmbedding(torch.nn.Module):
         return self.adapter.pooled(pixels)
 
 
-class SelfSimilarityTarget:
-    """A pytorch-grad-cam target: one image's projection onto its unperturbed embedding `reference` (D,)."""
+class ScalarTarget:
+    """A pytorch-grad-cam target: one image's explained scalar, built for that image alone (batch of 1)."""
 
-    def __init__(self, reference: torch.Tensor):
-        self.similarity = SelfSimilarity(reference[None])
+    def __init__(self, scalar):
+        self.scalar = scalar
 
     def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        return self.similarity(model_output[None])[0]
+        return self.scalar(model_output[None])[0]
+
+
+class SelfSimilarityTarget(ScalarTarget):
+    """One image's projection onto its unperturbed embedding `reference` (D,)."""
+
+    def __init__(self, reference: torch.Tensor):
+        super().__init__(SelfSimilarity(reference[None]))
 
 
 def last_block_norm(adapter: FamilyAdapter) -> torch.nn.Module:
@@ -74,15 +81,17 @@ def token_grid(n_prefix: int, grid: tuple[int, int]):
     return reshape
 
 
-def vit_gradcam_maps(adapter: FamilyAdapter, pixels: torch.Tensor) -> np.ndarray:
+def vit_gradcam_maps(adapter: FamilyAdapter, pixels: torch.Tensor,
+                     target: ExplainedScalar | None = None) -> np.ndarray:
     """(B, gh, gw) float32 Grad-CAM maps in [0, 1] of preprocessed `pixels` (B, 3, S, S), explaining
-    each image's self-similarity. A pass of its own with gradients; parameter gradients are cleared."""
+    each image's `target` (default: its self-similarity). A pass of its own with gradients; parameter gradients are cleared."""
     info = adapter.info
     pixels = pixels.detach().to(adapter.device, torch.float32).clone().requires_grad_(True)
     model = PooledEmbedding(adapter)
     with torch.no_grad():
         references = model(pixels)
-    targets = [SelfSimilarityTarget(reference) for reference in references]
+    explained = target or ExplainedScalar()
+    targets = [ScalarTarget(explained(reference[None])) for reference in references]
     cam = _GridGradCAM(model=model, target_layers=[last_block_norm(adapter)],
                        reshape_transform=token_grid(info.n_prefix_tokens, (info.grid_h, info.grid_w)))
     try:

@@ -1,7 +1,8 @@
 """Integrated Gradients (Sundararajan et al. 2017) through captum, for every family.
 
-Explained scalar: each image's projection onto its own unperturbed embedding direction
-(`attention.targets.SelfSimilarity` on the adapter's pooled embedding).
+Explained scalar: the run's `attention.targets.ExplainedScalar` of the adapter's pooled embedding
+(each image's projection onto its own unperturbed embedding direction, or a fine-tuned head's
+predicted-class logit).
 
 Baseline, in the model's normalised input space: `mean` (zeros: the normalisation's mean colour, a flat
 grey image; the default) or `black` (pixel value 0 in every channel, i.e. -mean/std per channel).
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from captum.attr import IntegratedGradients
 
-from encoderlens.attention.targets import SelfSimilarity
+from encoderlens.attention.targets import ExplainedScalar
 from encoderlens.models.base import FamilyAdapter
 
 IG_BASELINES = ("mean", "black")
@@ -39,14 +40,13 @@ def ig_baseline(adapter: FamilyAdapter, pixels: torch.Tensor, baseline: str) -> 
     raise ValueError(f"IG baseline must be one of {IG_BASELINES}, got {baseline!r}")
 
 
-def self_similarity_function(adapter: FamilyAdapter, reference: torch.Tensor):
+def target_function(adapter: FamilyAdapter, scalar):
     """pixels (k*B, 3, S, S) -> (k*B,) scores: image i of the batch at rows i, i+B, ... (captum's order)."""
-    target = SelfSimilarity(reference)
-    return lambda images: target(adapter.pooled(images))
+    return lambda images: scalar(adapter.pooled(images))
 
 
-def ig_attributions(adapter: FamilyAdapter, pixels: torch.Tensor, steps: int = 32,
-                    baseline: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+def ig_attributions(adapter: FamilyAdapter, pixels: torch.Tensor, steps: int = 32, baseline: str = "mean",
+                    target: ExplainedScalar | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(attributions (B, 3, S, S), baselines (B, 3, S, S)) of preprocessed `pixels`, float32."""
     if steps < 1:
         raise ValueError(f"IG needs at least one step, got {steps}")
@@ -54,7 +54,7 @@ def ig_attributions(adapter: FamilyAdapter, pixels: torch.Tensor, steps: int = 3
     with torch.no_grad():
         reference = adapter.pooled(pixels)
     baselines = ig_baseline(adapter, pixels, baseline)
-    ig = IntegratedGradients(self_similarity_function(adapter, reference))
+    ig = IntegratedGradients(target_function(adapter, (target or ExplainedScalar())(reference)))
     try:
         with torch.enable_grad():
             attributions = ig.attribute(pixels, baselines=baselines, n_steps=steps,
@@ -74,8 +74,9 @@ def patch_sums(attributions: torch.Tensor, grid: tuple[int, int]) -> torch.Tenso
     return magnitude.reshape(batch, gh, height // gh, gw, width // gw).sum(dim=(2, 4))
 
 
-def ig_maps(adapter: FamilyAdapter, pixels: torch.Tensor, steps: int = 32, baseline: str = "mean") -> np.ndarray:
+def ig_maps(adapter: FamilyAdapter, pixels: torch.Tensor, steps: int = 32, baseline: str = "mean",
+            target: ExplainedScalar | None = None) -> np.ndarray:
     """(B, gh, gw) float32 Integrated Gradients maps of preprocessed `pixels` (see the module doc)."""
-    attributions, _ = ig_attributions(adapter, pixels, steps, baseline)
+    attributions, _ = ig_attributions(adapter, pixels, steps, baseline, target)
     info = adapter.info
     return patch_sums(attributions, (info.grid_h, info.grid_w)).float().cpu().numpy()

@@ -22,8 +22,9 @@ more than a few lines) and its name in the config schema's `$defs/map_method`.
 | `ig`*       | /ig        | (gh, gw)              | float32 | every family                | one                    |
 
 *: gradient methods, each a pass of its own with a backward pass (Integrated Gradients one per
-step), explaining each image's projection onto its own unperturbed embedding
-(`attention.targets.SelfSimilarity`). They are not `default`: extraction computes them only when the
+step), explaining the run's `target` (`attention.targets.ExplainedScalar`, built once per run: each
+image's projection onto its own unperturbed embedding, or a fine-tuned variant's head's logit of its
+predicted class). They are not `default`: extraction computes them only when the
 model's config lists them (`map_methods`, see `methods_for`). Chefer's relevance is read at the CLS
 row, so SigLIP (no CLS) has none: its analogue is the MAP head's probe, already stored as `map_probe`.
 
@@ -104,11 +105,12 @@ class MapMethod:
         """Forward passes this method adds per image under a model's config entry `settings`."""
         return cls.extra_forwards
 
-    def __init__(self, adapter: "FamilyAdapter", settings: Any, layers: list[int]):
+    def __init__(self, adapter: "FamilyAdapter", settings: Any, layers: list[int], target=None):
         self.adapter = adapter
         self.info = adapter.info
         self.settings = settings
         self.layers = list(layers)
+        self.target = target  # the scalar gradient methods explain; None: attention.targets' default
 
     @classmethod
     def applies(cls, traits: FamilyTraits) -> bool:
@@ -258,8 +260,8 @@ class GradCam(MapMethod):
     def applies(cls, traits):
         return not traits.attention
 
-    def __init__(self, adapter, settings, layers):
-        super().__init__(adapter, settings, layers)
+    def __init__(self, adapter, settings, layers, target=None):
+        super().__init__(adapter, settings, layers, target)
         from encoderlens.attention.gradcam import classifier_logits
         self.logits_model = classifier_logits(adapter)  # once per run, reused by every batch
 
@@ -274,7 +276,7 @@ class GradCam(MapMethod):
 
 class GradCamViT(MapMethod):
     """Grad-CAM (pytorch-grad-cam) on the last block's first norm of a ViT, patch tokens reshaped to
-    the grid, explaining the self-similarity: a pass of its own (see `attention.gradcam_vit`)."""
+    the grid, explaining the run's target: a pass of its own (see `attention.gradcam_vit`)."""
 
     name = dataset = "gradcam"
     default = False
@@ -289,12 +291,12 @@ class GradCamViT(MapMethod):
 
     def compute(self, forward):
         from encoderlens.attention.gradcam_vit import vit_gradcam_maps
-        return vit_gradcam_maps(self.adapter, forward.pixels)
+        return vit_gradcam_maps(self.adapter, forward.pixels, self.target)
 
 
 class Chefer(MapMethod):
     """Chefer et al. 2021 gradient-weighted attention relevance read at the CLS row, explaining the
-    self-similarity: a pass of its own (see `attention.chefer`)."""
+    run's target: a pass of its own (see `attention.chefer`)."""
 
     name = dataset = "chefer"
     default = False
@@ -309,11 +311,11 @@ class Chefer(MapMethod):
 
     def compute(self, forward):
         from encoderlens.attention.chefer import chefer_maps
-        return chefer_maps(self.adapter, forward.pixels)
+        return chefer_maps(self.adapter, forward.pixels, self.target)
 
 
 class IntegratedGradients(MapMethod):
-    """Integrated Gradients (captum) of the self-similarity, |attribution| summed per patch: a pass of
+    """Integrated Gradients (captum) of the run's target, |attribution| summed per patch: a pass of
     its own per step (see `attention.integrated_gradients`)."""
 
     name = dataset = "ig"
@@ -334,7 +336,8 @@ class IntegratedGradients(MapMethod):
 
     def compute(self, forward):
         from encoderlens.attention.integrated_gradients import ig_maps
-        return ig_maps(self.adapter, forward.pixels, self.settings.ig_steps, self.settings.ig_baseline)
+        return ig_maps(self.adapter, forward.pixels, self.settings.ig_steps, self.settings.ig_baseline,
+                       self.target)
 
 
 # registry order is the order of methods in every table and view

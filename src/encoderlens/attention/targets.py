@@ -15,10 +15,17 @@ turns away from e0 or shrinks, its gradient at x0 is J^T e0/|e0| (nonzero), and 
 
 Where a head exists (a fine-tuned style head, a geo probe), `ClassScore` explains one class's logit
 per image: the predicted class unless classes are given.
+
+`ExplainedScalar` is the choice made once per extraction or faithfulness run and handed to the gradient
+methods: a fine-tuned variant whose folder holds `head.safetensors` explains `ClassScore` of that head
+on the pooled embedding (the features it was trained on), each image's predicted class; every other
+model `SelfSimilarity`. Its `name` is what attention.h5 records as `map_target` and faithfulness.parquet
+as `target`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -72,3 +79,27 @@ class ClassScore:
         classes = self.classes.to(logits.device)
         classes = classes.repeat(logits.shape[0] // classes.shape[0])
         return logits.gather(1, classes[:, None]).squeeze(1)
+
+
+class ExplainedScalar:
+    """The target of one run: `explained(reference)` builds it for a batch whose unperturbed pooled
+    embeddings are `reference` (B, D). With a `head`: `ClassScore` of each image's predicted class (a
+    logit, never relative: it can be zero or negative); without: `SelfSimilarity`."""
+
+    def __init__(self, head: torch.nn.Module | None = None):
+        self.head = head
+
+    @property
+    def name(self) -> str:
+        return SelfSimilarity.name if self.head is None else ClassScore.name
+
+    @classmethod
+    def for_variant(cls, tuned_folder: str | Path | None) -> "ExplainedScalar":
+        """The head of a fine-tuned variant's folder (`models.tuned.load_head`), if it has one."""
+        from encoderlens.models.tuned import load_head
+        return cls(load_head(tuned_folder))
+
+    def __call__(self, reference: torch.Tensor, relative: bool = False):
+        if self.head is None:
+            return SelfSimilarity(reference, relative=relative)
+        return ClassScore(self.head.to(reference.device), reference)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from encoderlens.attention.targets import ExplainedScalar
 from encoderlens.extract.gather import select_images
 from encoderlens.extract.h5 import atomic_h5, write_ids
 from encoderlens.extract.run import ExtractionSettings, extract, settings_sha256
@@ -88,5 +89,7 @@ def extract_manifest(manifest_path, model_folder, identity: dict, settings: dict
     }
     print(f"{len(manifest)} images, model {identity['model']} ({identity['family']}) "
           f"from {model_folder}, variant {variant} (tuned weights: {applied})", file=sys.stderr)
+    target = ExplainedScalar.for_variant(tuned_folder)  # a variant with a head explains its class
     extract(manifest["image_id"].astype(str).tolist(), manifest["path"].tolist(), adapter,
-            embeddings_path, attention_path, extraction_settings(settings, threads), attributes)
+            embeddings_path, attention_path, extraction_settings(settings, threads), attributes,
+            target=target)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from encoderlens import __version__
 from encoderlens.attention.methods import (ForwardPass, IntegratedGradients, MapMethod, method_class,
                                           methods_for)
+from encoderlens.attention.targets import ExplainedScalar
 from encoderlens.extract.h5 import atomic_h5, create_per_image, set_attributes, write_ids
 from encoderlens.extract.loading import (DevicePreprocess, EncodedFiles, ImageFiles, collate_encoded,
                                          decode_on, loader_workers)
@@ -89,8 +90,11 @@ def settings_sha256(settings: dict) -> str:
 
 def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
             embeddings_path: str | Path, attention_path: str | Path,
-            settings: ExtractionSettings, attributes: dict, log=sys.stderr) -> None:
-    """Write both HDF5 files for `ids` (whose images lie at `paths`), resuming earlier shards."""
+            settings: ExtractionSettings, attributes: dict, log=sys.stderr,
+            target: ExplainedScalar | None = None) -> None:
+    """Write both HDF5 files for `ids` (whose images lie at `paths`), resuming earlier shards.
+    `target`: the scalar the gradient map methods explain (default: each image's self-similarity),
+    recorded as the files' `map_target` attribute."""
     if len(ids) != len(paths) or len(set(ids)) != len(ids):
         raise ValueError("ids must be unique and match paths one to one")
     info = adapter.info
@@ -100,7 +104,7 @@ def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
         **attributes,
         "family": info.family, "image_size": info.image_size, "patch_size": info.patch_size,
         "grid_h": info.grid_h, "grid_w": info.grid_w, "n_prefix_tokens": info.n_prefix_tokens,
-        "encoderlens_version": __version__,
+        "encoderlens_version": __version__, "map_target": (target or ExplainedScalar()).name,
     }
     fingerprint = {
         "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
@@ -112,7 +116,7 @@ def extract(ids: Sequence[str], paths: Sequence[str], adapter: FamilyAdapter,
 
     device = resolve_device(settings.device)
     adapter.to(device)
-    methods = [method(adapter, settings, attention_layers)
+    methods = [method(adapter, settings, attention_layers, target)
                for method in methods_for(adapter.traits, settings.map_methods)]
     step = ExtractionStep(adapter, methods, settings, embedding_layers)
     batch_size = _batch_size(settings, step, shards, batches_done, len(ids), log)

@@ -221,7 +221,7 @@ def target_scorer(encode: Callable[[torch.Tensor], torch.Tensor], reference_embe
         embeddings = encode(batch)
         rows = torch.as_tensor(images, dtype=torch.long, device=reference_embeddings.device)
         if target == "class_score":
-            return ClassScore(head, reference_embeddings[rows], classes[rows].tolist())(embeddings)
+            return ClassScore(head, reference_embeddings[rows], classes[rows.cpu()].tolist())(embeddings)
         return SelfSimilarity(reference_embeddings[rows], relative=relative)(embeddings)
 
     return score

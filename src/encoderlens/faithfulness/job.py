@@ -8,7 +8,10 @@ Which images: those with expert boxes (so that faithfulness pairs with plausibil
 IoU), in attention.h5 order, at most `max_images` (null: all).
 
 The model is loaded as extraction loads it (`load_adapter`, the variant's tuned weights on top) and
-explains the default target of `attention.targets` (`self_similarity`, relative: curves start at 1).
+records the scalar extraction's gradient methods explain (`attention.targets.ExplainedScalar`): a
+fine-tuned variant whose folder holds `head.safetensors` its head's logit of each image's predicted
+class on the pooled embedding (`class_score`, not relative: curves start at that logit); otherwise
+the config's `target` (`self_similarity`, relative: curves start at 1). The `target` column says which.
 
 Tables (`COLUMNS`, `CURVE_COLUMNS`): one row per image x method x layer x head x order with
 `deletion_auc`, `insertion_auc`, and the curves in long form (one row per step and curve kind).
@@ -33,6 +36,7 @@ from PIL import Image
 
 from encoderlens.alignment.baselines import image_seed
 from encoderlens.attention.methods import available_methods, read_method
+from encoderlens.attention.targets import ExplainedScalar
 
 from .curves import (CURVES, DEFAULT_BATCH_SIZE, DEFAULT_STEPS, ORDERS, deletion_insertion, rank_cells,
                      target_scorer, to_grid)
@@ -157,6 +161,9 @@ def faithfulness_file(attention_path, manifest: pd.DataFrame, annotations: pd.Da
     started = time.perf_counter()
     adapter = _load_adapter(family, model_folder, image_size, tuned_folder, device)
     grid = (adapter.info.grid_h, adapter.info.grid_w)
+    explained = ExplainedScalar.for_variant(tuned_folder)
+    target = explained.name if explained.head is not None else settings.get("target", "self_similarity")
+    head = None if explained.head is None else explained.head.to(adapter.device)
     paths = dict(zip(manifest["image_id"].astype(str), manifest["path"]))
     annotated = set(annotations["image_id"].astype(str))
     encode = lambda batch: adapter.encode(batch, attentions=False).cls  # noqa: E731
@@ -183,7 +190,7 @@ def faithfulness_file(attention_path, manifest: pd.DataFrame, annotations: pd.Da
             pixels = torch.stack(pixels).to(adapter.device)
             with torch.no_grad():
                 reference = encode(pixels)
-            scorer = target_scorer(encode, reference, settings.get("target", "self_similarity"))
+            scorer = target_scorer(encode, reference, target, head)
             maps = {}
             for method in methods:
                 read = read_method(method, store, np.array([row for row, _ in chunk]))
@@ -198,7 +205,7 @@ def faithfulness_file(attention_path, manifest: pd.DataFrame, annotations: pd.Da
     label = {"model": model, "variant": variant}
     table = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=COLUMNS)
     table = table.assign(**label, n_cells=grid[0] * grid[1], steps=settings["steps"],
-                         perturbation=settings["perturbation"], target=settings.get("target", "self_similarity"))
+                         perturbation=settings["perturbation"], target=target)
     long = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
     long = long.assign(**label)
     table = table.astype({"layer": int, "head": int, "scorable": bool}) if len(table) else table

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 
 from encoderlens.extract.run import ImageFiles, resolve_device
 from encoderlens.models.registry import load_adapter
-from encoderlens.models.tuned import BACKBONE
+from encoderlens.models.tuned import BACKBONE, HEAD
 from encoderlens.tables import write_table
 
 from .lora import LoraSettings, save_lora_adapter
@@ -37,7 +37,6 @@ from .strategies import LearningRates, count_parameters, prepare
 from .task import MIN_POOL_IMAGES, class_counts, require_pool, style_task
 from .training import TrainingSettings, evaluate, train
 
-HEAD = "head.safetensors"
 FINGERPRINT = "settings.json"
 CACHE_LIMIT_BYTES = 2 * 1024**3  # decoded images kept in memory below this size
 
