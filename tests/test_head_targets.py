@@ -76,6 +76,11 @@ def test_the_head_is_read_back_as_saved(run):
     assert load_head(None) is None and load_head(run["root"]) is None  # no head.safetensors there
     assert ExplainedScalar.for_variant(run["tuned"]).name == "class_score"
     assert ExplainedScalar.for_variant(None).name == "self_similarity"
+    broken = run["root"] / "broken"
+    broken.mkdir()
+    save_file({"weight": torch.zeros(3, 8)}, broken / HEAD)  # no bias: not the linear head finetune saves
+    with pytest.raises(ValueError, match=r"broken/head.safetensors: expected a linear head"):
+        load_head(broken)
 
 
 def test_chefer_with_a_head_explains_the_predicted_class(run):
