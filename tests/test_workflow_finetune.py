@@ -55,6 +55,7 @@ def test_tuned_variants_are_extracted_on_the_heldout_images(demo_run, config):
             assert [i.decode() for i in store["ids"][()]] == annotated
             assert store.attrs["variant"] == strategy and store.attrs["images"] == "annotated"
             assert store.attrs["tuned_weights"] == {"linear": "none", "lora": "lora", "full": "partial"}[strategy]
+            assert store.attrs["map_target"] == "class_score"  # every strategy leaves a head to explain
 
 
 def test_delta_iou_table(demo_run, config):
