@@ -146,6 +146,9 @@ def test_a_statistics_setting_reruns_statistics_and_what_follows_only(demo_run, 
     config = yaml.safe_load((demo_run / "config.yaml").read_text())
     stats_rules = set(re.findall(r"^rule (\w+):", (demo_run / "rules/stats.smk").read_text(), flags=re.M)) \
         if (demo_run / "rules/stats.smk").exists() else set()
+    # the faithfulness statistics read the same settings (bootstrap, alpha, seed)
+    stats_rules |= set(re.findall(r"^rule (\w+_statistics):", (demo_run / "rules/faithfulness.smk").read_text(),
+                                  flags=re.M)) if (demo_run / "rules/faithfulness.smk").exists() else set()
     schema = yaml.safe_load((demo_run / "schemas/config.schema.yaml").read_text())
     stats_schema = schema["properties"].get("stats")
     if not stats_rules or stats_schema is None:
