@@ -72,6 +72,23 @@ class _GridGradCAM(GradCAM):
         return None
 
 
+def grid_gradcam(model: torch.nn.Module, target_layers: list, pixels: torch.Tensor, targets,
+                 grid: tuple[int, int], reshape_transform=None) -> np.ndarray:
+    """pytorch-grad-cam's GradCAM maps (B, gh, gw) float32 at the target layer's resolution, with
+    gradients on even inside no_grad; the hooks are released and the parameter gradients cleared."""
+    cam = _GridGradCAM(model=model, target_layers=target_layers, reshape_transform=reshape_transform)
+    try:
+        with torch.enable_grad():
+            maps = cam(input_tensor=pixels, targets=targets)
+    finally:
+        cam.activations_and_grads.release()
+        model.zero_grad(set_to_none=True)
+    expected = (len(pixels), *grid)
+    if maps.shape != expected:
+        raise RuntimeError(f"Grad-CAM maps have shape {maps.shape}, expected {expected}")
+    return maps.astype(np.float32)
+
+
 def gradcam_maps(adapter: FamilyAdapter, pixels: torch.Tensor,
                  target_class: int | Sequence[int] | None = None,
                  logits_model: ClassifierLogits | None = None) -> np.ndarray:
@@ -91,14 +108,5 @@ def gradcam_maps(adapter: FamilyAdapter, pixels: torch.Tensor,
         if len(classes) != len(pixels):
             raise ValueError(f"{len(classes)} target classes for {len(pixels)} images")
         targets = [ClassifierOutputTarget(int(c)) for c in classes]
-    cam = _GridGradCAM(model=logits_model, target_layers=adapter.target_layers())
-    try:
-        with torch.enable_grad():
-            maps = cam(input_tensor=pixels, targets=targets)
-    finally:
-        cam.activations_and_grads.release()
-        logits_model.zero_grad(set_to_none=True)
-    expected = (len(pixels), adapter.info.grid_h, adapter.info.grid_w)
-    if maps.shape != expected:
-        raise RuntimeError(f"Grad-CAM maps have shape {maps.shape}, expected {expected}")
-    return maps.astype(np.float32)
+    return grid_gradcam(logits_model, adapter.target_layers(), pixels, targets,
+                        (adapter.info.grid_h, adapter.info.grid_w))

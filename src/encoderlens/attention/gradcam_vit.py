@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from encoderlens.attention.gradcam import _GridGradCAM
+from encoderlens.attention.gradcam import grid_gradcam
 from encoderlens.attention.targets import ExplainedScalar, SelfSimilarity
 from encoderlens.models.base import FamilyAdapter
 
@@ -92,15 +92,6 @@ def vit_gradcam_maps(adapter: FamilyAdapter, pixels: torch.Tensor,
         references = model(pixels)
     explained = target or ExplainedScalar()
     targets = [ScalarTarget(explained(reference[None])) for reference in references]
-    cam = _GridGradCAM(model=model, target_layers=[last_block_norm(adapter)],
-                       reshape_transform=token_grid(info.n_prefix_tokens, (info.grid_h, info.grid_w)))
-    try:
-        with torch.enable_grad():
-            maps = cam(input_tensor=pixels, targets=targets)
-    finally:
-        cam.activations_and_grads.release()
-        model.zero_grad(set_to_none=True)
-    expected = (len(pixels), info.grid_h, info.grid_w)
-    if maps.shape != expected:
-        raise RuntimeError(f"Grad-CAM maps have shape {maps.shape}, expected {expected}")
-    return maps.astype(np.float32)
+    grid = (info.grid_h, info.grid_w)
+    return grid_gradcam(model, [last_block_norm(adapter)], pixels, targets, grid,
+                        reshape_transform=token_grid(info.n_prefix_tokens, grid))
